@@ -1,0 +1,48 @@
+# wasmhost — the commands a developer runs. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8080
+
+.PHONY: help install guests run test test-fast bench bench-quick lint clean
+
+help:
+	@echo "make run        install, build the example guests, serve them on http://127.0.0.1:$(PORT)"
+	@echo "make test       install, build guests, run the whole test suite"
+	@echo "make test-fast  the same without tests marked slow"
+	@echo "make bench      latency and throughput, side by side with a bare Starlette echo"
+	@echo "make lint       ruff and mypy"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+guests: install
+	$(PY) guests/build.py
+
+run: guests
+	$(VENV)/bin/wasmhost serve --port $(PORT) --deploy-dir guests/dist
+
+test: guests
+	$(PY) -m pytest
+
+test-fast: guests
+	$(PY) -m pytest -m "not slow"
+
+bench: guests
+	$(PY) bench/run.py
+
+bench-quick: guests
+	$(PY) bench/run.py --quick
+
+lint: install
+	$(VENV)/bin/ruff check wasmhost tests bench guests/build.py
+	$(VENV)/bin/ruff format --check wasmhost tests bench guests/build.py
+	$(VENV)/bin/mypy wasmhost
+
+clean:
+	rm -rf $(VENV) guests/dist .wasmhost .pytest_cache

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Build the example guest functions into ``guests/dist/<name>.wasm``.
+
+Usage (from anywhere; paths are relative to this file)::
+
+    python guests/build.py              # build what is out of date
+    python guests/build.py hello fib    # only these artifacts
+    python guests/build.py --force      # rebuild everything
+    python guests/build.py --clean      # delete guests/dist/*.wasm and stop
+
+One builder function per guest language (see ``BUILDERS``); today only C,
+compiled with Zig's bundled clang (``python -m ziglang cc``, from the
+``ziglang`` wheel). An artifact is skipped when it is newer than all its
+inputs (its source, the SDK header and this script, which holds the flags).
+Each artifact prints one line. On a compiler failure the compiler's message
+goes to stderr, the other artifacts still build, and the exit status is 1.
+Outputs are written to a temporary file and renamed into place, so an
+interrupted or failed build never leaves a fresh-looking broken artifact.
+
+Standard library only (Python 3.11+).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+GUESTS = Path(__file__).resolve().parent
+REPO = GUESTS.parent
+DIST = GUESTS / "dist"
+C_DIR = GUESTS / "c"
+
+# zig cc flags for C guests.
+#  -mexec-model=reactor      WASI reactor: exports _initialize, no _start/main.
+#  -Wl,-z,stack-size=1 MiB   zig's default wasm stack is 16 MiB, which makes the
+#                            module's *initial* memory 257 pages (>16 MiB), so it
+#                            could not even instantiate under memory_mb=16.
+#                            The stack sits below the data (stack-first), so an
+#                            overflow traps instead of corrupting data.
+#  -s                        strip: zig's prebuilt wasi-libc carries ~900 KiB of
+#                            DWARF; stripped modules are ~8-30 KiB.
+C_FLAGS = [
+    "-target", "wasm32-wasi",
+    "-mexec-model=reactor",
+    "-O2",
+    "-s",
+    "-Wl,-z,stack-size=1048576",
+]
+
+
+@dataclass
+class Result:
+    out: Path
+    status: str  # "built", "fresh" or "FAILED"
+    message: str = ""
+
+
+@dataclass
+class Options:
+    force: bool
+    only: set[str]  # artifact names to build; empty = all
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository root when possible (for messages)."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _is_fresh(out: Path, inputs: Sequence[Path]) -> bool:
+    """True if ``out`` exists and is strictly newer than every input."""
+    try:
+        out_mtime = out.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+    return all(out_mtime > p.stat().st_mtime_ns for p in inputs)
+
+
+def _compile(out: Path, inputs: Sequence[Path], cmd_for: Callable[[Path], list[str]],
+             opts: Options) -> Result:
+    """Run ``cmd_for(tmp_output)`` unless ``out`` is fresh; rename into place."""
+    if not opts.force and _is_fresh(out, inputs):
+        return Result(out, "fresh")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        proc = subprocess.run(cmd_for(tmp), cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0 or not tmp.exists():
+            msg = (proc.stderr + proc.stdout).strip() or f"exit status {proc.returncode}"
+            return Result(out, "FAILED", msg)
+        os.replace(tmp, out)
+    except OSError as exc:  # e.g. the compiler could not be started
+        return Result(out, "FAILED", str(exc))
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Result(out, "built")
+
+
+# --- one builder per language ------------------------------------------------
+
+
+def build_c(opts: Options) -> list[Result]:
+    """``guests/c/examples/<name>.c`` -> ``guests/dist/<name>.wasm``."""
+    header = C_DIR / "wasmhost.h"
+    results = []
+    for src in sorted((C_DIR / "examples").glob("*.c")):
+        if opts.only and src.stem not in opts.only:
+            continue
+        out = DIST / f"{src.stem}.wasm"
+
+        def cmd(tmp: Path, src: Path = src) -> list[str]:
+            return [sys.executable, "-m", "ziglang", "cc", *C_FLAGS,
+                    "-I", str(C_DIR), "-o", str(tmp), str(src)]
+
+        results.append(_compile(out, [src, header, Path(__file__).resolve()], cmd, opts))
+    return results
+
+
+# Later: build_zig, build_go, build_rust, build_assemblyscript.
+BUILDERS: dict[str, Callable[[Options], list[Result]]] = {
+    "c": build_c,
+}
+
+
+def clean() -> int:
+    removed = 0
+    if DIST.is_dir():
+        for path in sorted(DIST.glob("*.wasm")) + sorted(DIST.glob(".*.tmp.wasm")):
+            path.unlink(missing_ok=True)
+            print(f"removed {_rel(path)}")
+            removed += 1
+    print(f"clean: {removed} file(s) removed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the wasmhost example guests into guests/dist/.")
+    parser.add_argument("names", nargs="*", help="artifact names to build (default: all)")
+    parser.add_argument("--clean", action="store_true", help="delete guests/dist/*.wasm and exit")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument("--lang", action="append", choices=sorted(BUILDERS),
+                        help="only this language (repeatable; default: all)")
+    args = parser.parse_args(argv)
+
+    if args.clean:
+        return clean()
+
+    opts = Options(force=args.force, only=set(args.names))
+    results: list[Result] = []
+    for lang in args.lang or list(BUILDERS):
+        for res in BUILDERS[lang](opts):
+            results.append(res)
+            size = f" ({res.out.stat().st_size} bytes)" if res.status != "FAILED" else ""
+            print(f"{res.status:<6} {_rel(res.out)}{size}", flush=True)
+            if res.message:
+                print(f"--- compiler output for {_rel(res.out)}:\n{res.message}", file=sys.stderr, flush=True)
+
+    missing = opts.only - {r.out.stem for r in results}
+    if missing:
+        print(f"error: no source for: {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+    failed = [r for r in results if r.status == "FAILED"]
+    if failed:
+        print(f"error: {len(failed)} artifact(s) failed to build", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

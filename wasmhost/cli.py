@@ -1,0 +1,287 @@
+"""The ``wasmhost`` command. Thin: each command converts options and calls the Host API
+(or, with ``--url``, the same API over HTTP)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from .config import FunctionConfig
+from .errors import WasmhostError
+
+
+def _dump(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+class Target:
+    """Where commands act: a data directory (embedded Host) or a server (``--url``)."""
+
+    def __init__(self, data_dir: str, url: str | None, token: str | None) -> None:
+        self.data_dir, self.url, self.token = data_dir, url, token
+        self._host: Any = None
+        self._client: Any = None
+
+    @property
+    def host(self) -> Any:
+        if self._host is None:
+            from .host import Host
+
+            self._host = Host(data_dir=self.data_dir)
+        return self._host
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from .client import Client
+
+            self._client = Client(self.url or "", self.token)
+        return self._client
+
+    def close(self) -> None:
+        for owner in (self._host, self._client):
+            if owner is not None:
+                owner.close()
+
+
+def _fail(error: WasmhostError) -> None:
+    click.echo(f"error: {error.type}: {error.message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    envvar="WASMHOST_DATA_DIR",
+    default="./.wasmhost",
+    show_default=True,
+    help="Data directory (registry, code, compile cache).",
+)
+@click.option("--url", envvar="WASMHOST_URL", default=None, help="Act on a running server instead.")
+@click.option("--token", envvar="WASMHOST_ADMIN_TOKEN", default=None, help="Admin token for --url.")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str, url: str | None, token: str | None) -> None:
+    """wasmhost: run WebAssembly functions like AWS Lambda."""
+    target = Target(data_dir, url, token)
+    ctx.obj = target
+    ctx.call_on_close(target.close)
+
+
+def _config_options(fn: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--memory-mb", type=int, default=None, help="Memory limit in MiB (default 128)."),
+            click.option("--timeout-ms", type=int, default=None, help="Timeout in ms (default 3000)."),
+            click.option("--fuel", type=int, default=None, help="CPU budget in fuel units (default unlimited)."),
+            click.option(
+                "--reserved-concurrency", type=int, default=None, help="Most concurrent invocations."
+            ),
+            click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _changes(memory_mb: Any, timeout_ms: Any, fuel: Any, reserved_concurrency: Any, env: tuple[str, ...]) -> dict:
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in dict(
+            memory_mb=memory_mb, timeout_ms=timeout_ms, fuel=fuel, reserved_concurrency=reserved_concurrency
+        ).items()
+        if value is not None
+    }
+    if env:
+        pairs = {}
+        for item in env:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--env")
+            pairs[key] = value
+        changes["env"] = pairs
+    return changes
+
+
+@main.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_config_options
+@click.pass_obj
+def deploy(target: Target, name: str, path: Path, **options: Any) -> None:
+    """Deploy PATH (.wasm or .wat) as function NAME."""
+    try:
+        config = FunctionConfig.from_dict(_changes(**options))
+        code = path.read_bytes()
+        if target.url:
+            record = target.client.deploy(name, code, config)
+        else:
+            record = target.host.deploy(name, code, config).to_dict()
+    except WasmhostError as error:
+        _fail(error)
+    click.echo(_dump(record))
+
+
+@main.command()
+@click.argument("name")
+@_config_options
+@click.pass_obj
+def config(target: Target, name: str, **options: Any) -> None:
+    """Change settings of function NAME."""
+    try:
+        changes = _changes(**options)
+        if target.url:
+            record = target.client.update_config(name, **changes)
+        else:
+            record = target.host.update_config(name, **changes).to_dict()
+    except WasmhostError as error:
+        _fail(error)
+    click.echo(_dump(record))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", "data", default=None, help="The event, as JSON (default: null).")
+@click.option("--data-file", type=click.File("rb"), default=None, help="Read the JSON event from a file (- = stdin).")
+@click.option("--verbose", "-v", is_flag=True, help="Also print the logs and the REPORT line (to stderr).")
+@click.pass_obj
+def invoke(target: Target, name: str, data: str | None, data_file: Any, verbose: bool) -> None:
+    """Invoke function NAME and print its answer as JSON."""
+    raw = data_file.read() if data_file is not None else data
+    try:
+        event = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    try:
+        if target.url:
+            _invoke_remote(target, name, event, verbose)
+            return
+        result = target.host.invoke(name, event)
+    except WasmhostError as error:
+        _fail(error)
+    if verbose:
+        from .telemetry.logs import invocation_lines
+
+        for line in invocation_lines(result):
+            click.echo(line, err=True)
+    if result.error is not None:
+        click.echo(_dump({"error": {**result.error.to_dict(), "request_id": result.request_id}}))
+        sys.exit(1)
+    click.echo(_dump(result.payload))
+
+
+def _invoke_remote(target: Target, name: str, event: Any, verbose: bool) -> None:
+    response = target.client.invoke(name, event)
+    if verbose:
+        headers = response.headers
+        request_id = headers.get("x-wasmhost-request-id", "-")
+        click.echo(
+            f"REPORT RequestId: {request_id}\tDuration: {headers.get('x-wasmhost-duration-ms', '-')} ms\t"
+            f"Billed Duration: {headers.get('x-wasmhost-billed-ms', '-')} ms\tStatus: {response.status_code}",
+            err=True,
+        )
+    click.echo(_dump(response.json()))
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
+@main.command(name="list")
+@click.pass_obj
+def list_functions(target: Target) -> None:
+    """List deployed functions."""
+    try:
+        records = target.client.list() if target.url else [r.to_dict() for r in target.host.list()]
+    except WasmhostError as error:
+        _fail(error)
+    if not records:
+        click.echo("no functions deployed", err=True)
+        return
+    click.echo(f"{'NAME':24} {'MEMORY':>7} {'TIMEOUT':>8} {'SIZE':>9} {'REV':>4}  DIGEST")
+    for r in records:
+        c = r["config"]
+        click.echo(
+            f"{r['name']:24} {c['memory_mb']:>5}MB {c['timeout_ms']:>6}ms {r['size_bytes']:>9} "
+            f"{r['revision']:>4}  {r['digest'][:12]}"
+        )
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+def get(target: Target, name: str) -> None:
+    """Show function NAME."""
+    try:
+        record = target.client.get(name) if target.url else target.host.get(name).to_dict()
+    except WasmhostError as error:
+        _fail(error)
+    click.echo(_dump(record))
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+def delete(target: Target, name: str) -> None:
+    """Delete function NAME."""
+    try:
+        target.client.delete(name) if target.url else target.host.delete(name)
+    except WasmhostError as error:
+        _fail(error)
+    click.echo(f"deleted {name}", err=True)
+
+
+@main.command()
+@click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option(
+    "--admin-token", envvar="WASMHOST_ADMIN_TOKEN", default=None, help="Bearer token for management routes."
+)
+@click.option(
+    "--deploy-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Deploy every .wasm/.wat in this folder (named after the file) before serving.",
+)
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_obj
+def serve(
+    target: Target, bind: str, port: int, workers: int, admin_token: str | None, deploy_dir: Path | None, log_level: str
+) -> None:
+    """Start the HTTP server."""
+    from .server.run import ServeOptions, check_bind, serve as run_server
+
+    options = ServeOptions(bind, port, workers, target.data_dir, admin_token, log_level)
+    try:
+        check_bind(options)
+        if deploy_dir is not None:
+            _deploy_dir(target, deploy_dir)
+            target.close()
+            target._host = None
+        run_server(options)
+    except WasmhostError as error:
+        _fail(error)
+
+
+def _deploy_dir(target: Target, folder: Path) -> None:
+    host = target.host
+    for path in sorted([*folder.glob("*.wasm"), *folder.glob("*.wat")]):
+        code = path.read_bytes()
+        try:
+            current = host.get(path.stem)
+            if current.digest == host.blobs.digest(code):
+                continue
+            config = current.config
+        except WasmhostError:
+            config = FunctionConfig()
+        try:
+            host.deploy(path.stem, code, config)
+            click.echo(f"deployed {path.stem} from {path}", err=True)
+        except WasmhostError as error:
+            click.echo(f"skipped {path}: {error.type}: {error.message}", err=True)
+
+
+if __name__ == "__main__":
+    main()

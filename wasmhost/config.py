@@ -1,0 +1,126 @@
+"""Configuration dataclasses. Every default lives here, with its unit.
+
+Constructors only assign; ``validate()`` checks ranges and raises
+:class:`~wasmhost.errors.InvalidConfig` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidConfig
+
+MiB = 1024 * 1024
+
+#: Largest linear memory a function may ask for (wasm32 tops out at 4 GiB).
+MAX_MEMORY_MB = 4096
+#: Longest timeout a function may ask for (Lambda's 15 minutes).
+MAX_TIMEOUT_MS = 15 * 60 * 1000
+#: Environment variable names, as Lambda accepts them.
+ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: Total size of a function's environment (keys + values), as Lambda's 4 KB.
+MAX_ENV_BYTES = 4096
+
+
+@dataclass
+class FunctionConfig:
+    """How one function runs. Defaults follow AWS Lambda's."""
+
+    memory_mb: int = 128
+    """Cap on the guest's linear memory, in MiB (1–4096)."""
+    timeout_ms: int = 3000
+    """Wall-time limit of one invocation, in milliseconds (1–900000)."""
+    fuel: int | None = None
+    """CPU budget in wasmtime fuel units (≈ one per wasm instruction); None = unlimited."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables the guest sees through WASI (nothing else is inherited)."""
+    reserved_concurrency: int | None = None
+    """Most invocations of this function in flight at once per host process; None = no limit."""
+
+    def validate(self) -> FunctionConfig:
+        """Check every field; raise ``InvalidConfig`` naming the first bad one."""
+        _check_int("memory_mb", self.memory_mb, 1, MAX_MEMORY_MB)
+        _check_int("timeout_ms", self.timeout_ms, 1, MAX_TIMEOUT_MS)
+        if self.fuel is not None:
+            _check_int("fuel", self.fuel, 1, 2**63 - 1)
+        if self.reserved_concurrency is not None:
+            _check_int("reserved_concurrency", self.reserved_concurrency, 0, 1_000_000)
+        if not isinstance(self.env, dict):
+            raise InvalidConfig("env must be a mapping of names to strings")
+        size = 0
+        for key, value in self.env.items():
+            if not isinstance(key, str) or not ENV_NAME.match(key):
+                raise InvalidConfig(
+                    f"env name {key!r} is invalid: use letters, digits and _, starting with a letter"
+                )
+            if not isinstance(value, str):
+                raise InvalidConfig(f"env value of {key} must be a string")
+            size += len(key.encode()) + len(value.encode())
+        if size > MAX_ENV_BYTES:
+            raise InvalidConfig(f"env is {size} bytes; the limit is {MAX_ENV_BYTES}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:
+        """Build from a mapping (JSON body, stored row); unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise InvalidConfig("config must be an object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InvalidConfig(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**data).validate()
+
+    def updated(self, changes: dict[str, Any]) -> FunctionConfig:
+        """A copy with ``changes`` applied and validated."""
+        return FunctionConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfig(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidConfig(f"{name} must be between {low} and {high}, got {value}")
+
+
+@dataclass
+class HostConfig:
+    """How a :class:`~wasmhost.Host` runs. Every field has a ``WASMHOST_*`` env override."""
+
+    data_dir: str = "./.wasmhost"
+    """Directory for the registry database, code blobs and the compile cache."""
+    max_instances: int = 1000
+    """Slots in wasmtime's pooling allocator: the most sandboxes alive at once in this process."""
+    max_concurrency: int = 1000
+    """Host-wide cap on invocations in flight in this process; over it callers get Throttled."""
+    epoch_tick_ms: float = 2.0
+    """Period of the epoch ticker thread. Timeouts are precise to about one tick."""
+    inline_slice_ms: int = 3
+    """Async invocations first run on the caller's thread for at most this long; longer
+    ones are restarted on a worker thread (see docs/architecture.md)."""
+    worker_threads: int = 64
+    """Threads for invocations that outgrow their inline slice (and for blocking callers)."""
+    log_limit_bytes: int = 256 * 1024
+    """Guest stdout+stderr kept per invocation; the rest is dropped with a marker."""
+    max_payload_bytes: int = 6 * MiB
+    """Largest event accepted (Lambda's synchronous limit)."""
+    instance_cache_size: int = 256
+    """Compiled, pre-linked function versions kept ready in memory (LRU)."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> HostConfig:
+        """Defaults, then ``WASMHOST_<FIELD>`` environment variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get(f"WASMHOST_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = type(f.default)(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,168 @@
+"""The wasmhost error tree.
+
+Every failure a caller can see is a :class:`WasmhostError` subclass with a
+class-level ``type`` (the name users see in results and HTTP bodies) and
+``status`` (the HTTP status the server answers with). Nothing here imports
+HTTP code: the server maps ``status`` in one place.
+
+Errors fall in two families:
+
+* **request errors** (raised): the invocation never ran or the management call
+  was refused — unknown function, bad name, bad module, throttled, payload too big;
+* **invocation errors** (returned in ``InvocationResult.error``): the guest ran
+  and failed — timeout, trap, fuel, memory, bad response, the guest's own error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WasmhostError(Exception):
+    """Base of every wasmhost error. ``type`` and ``status`` are per class."""
+
+    type: str = "InternalError"
+    status: int = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as ``{"type", "message", **details}``, ready to encode."""
+        return {"type": self.type, "message": self.message, **self.details}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+# --- request errors --------------------------------------------------------
+
+
+class InvalidRequest(WasmhostError):
+    """The request itself is malformed (body is not JSON/msgpack, bad option)."""
+
+    type = "InvalidRequest"
+    status = 400
+
+
+class InvalidName(InvalidRequest):
+    """A function name does not match ``[A-Za-z0-9_-]{1,64}``."""
+
+    type = "InvalidName"
+
+
+class InvalidConfig(InvalidRequest):
+    """A function configuration value is out of range or of the wrong type."""
+
+    type = "InvalidConfig"
+
+
+class InvalidModule(InvalidRequest):
+    """Deployed bytes are not an acceptable WebAssembly function."""
+
+    type = "InvalidModule"
+
+
+class Unauthorized(WasmhostError):
+    """A management route was called without the admin token."""
+
+    type = "Unauthorized"
+    status = 401
+
+
+class FunctionNotFound(WasmhostError):
+    """No function is deployed under that name."""
+
+    type = "FunctionNotFound"
+    status = 404
+
+
+class PayloadTooLarge(WasmhostError):
+    """The request body is over the invocation payload limit (6 MiB)."""
+
+    type = "PayloadTooLarge"
+    status = 413
+
+
+class Throttled(WasmhostError):
+    """The function or the host is at its concurrency limit."""
+
+    type = "Throttled"
+    status = 429
+
+
+# --- invocation errors -----------------------------------------------------
+
+
+class InvocationError(WasmhostError):
+    """The guest ran and failed. Carried in ``InvocationResult.error``."""
+
+    type = "InvocationError"
+    status = 502
+
+
+class Timeout(InvocationError):
+    """The invocation ran past its ``timeout_ms`` (wall time) and was stopped."""
+
+    type = "Timeout"
+    status = 504
+
+
+class FuelExhausted(InvocationError):
+    """The invocation used up its ``fuel`` (CPU) budget and was stopped."""
+
+    type = "FuelExhausted"
+
+
+class OutOfMemory(InvocationError):
+    """The guest needed more linear memory than ``memory_mb`` allows."""
+
+    type = "OutOfMemory"
+
+
+class Trap(InvocationError):
+    """The guest trapped (unreachable, out-of-bounds access, stack overflow…)."""
+
+    type = "Trap"
+
+
+class InvalidResponse(InvocationError):
+    """The guest's answer is not a msgpack ``{"ok"}`` / ``{"error"}`` map."""
+
+    type = "InvalidResponse"
+
+
+class FunctionError(InvocationError):
+    """The guest answered ``{"error": {"type", "message"}}``.
+
+    ``error_type`` is the guest's own type name; ``type`` stays
+    ``FunctionError`` so callers can tell guest errors from host ones.
+    """
+
+    type = "FunctionError"
+
+    def __init__(self, message: str, error_type: str = "Error", **details: Any) -> None:
+        super().__init__(message, error_type=error_type, **details)
+        self.error_type = error_type
+
+
+__all__ = [
+    "FuelExhausted",
+    "FunctionError",
+    "FunctionNotFound",
+    "InvalidConfig",
+    "InvalidModule",
+    "InvalidName",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvocationError",
+    "OutOfMemory",
+    "PayloadTooLarge",
+    "Throttled",
+    "Timeout",
+    "Trap",
+    "Unauthorized",
+    "WasmhostError",
+]

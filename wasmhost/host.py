@@ -1,0 +1,328 @@
+"""The Host: deploy, invoke, list and delete functions. Everything else calls this.
+
+``Host.invoke`` runs a guest on the calling thread with its full timeout.
+``Host.ainvoke`` first runs it inline for a short slice (most functions finish
+in microseconds, and a thread hop costs more than the guest); a guest still
+running after the slice, or one that sleeps, is stopped and started again on a
+worker thread with the rest of its time (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from .abi.core import decode_response, encode_request, inspect_module
+from .config import FunctionConfig, HostConfig, MiB
+from .engine import WasmEngine
+from .errors import FunctionError, InvalidModule, InvalidName, InvalidRequest, InvocationError
+from .registry import BlobStore, FunctionRecord, SqliteRegistry
+from .result import InvocationResult
+from .sandbox import Limits, Prepared, Sandbox, SliceExpired
+from .scheduler import ConcurrencyGate
+from .telemetry import log_invocation
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: How long a function that outgrew its inline slice goes straight to a thread.
+SLOW_MEMORY_S = 10.0
+
+
+@dataclass
+class _Ready:
+    """A function version ready to run: its record, prepared code and limits."""
+
+    record: FunctionRecord
+    prepared: Prepared
+    limits: Limits
+    context: dict[str, Any]
+
+
+class Host:
+    """A function host on one data directory. Thread-safe; use as a context manager.
+
+    >>> host = Host(data_dir="./.wasmhost")
+    >>> host.deploy("echo", wasm_bytes, FunctionConfig(memory_mb=16))
+    >>> host.invoke("echo", {"a": 1}).payload
+    {'a': 1}
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, config: HostConfig | None = None) -> None:
+        config = config or HostConfig.from_env()
+        if data_dir is not None:
+            config.data_dir = str(data_dir)
+        self.config = config
+        root = Path(config.data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        self.registry = SqliteRegistry(root / "wasmhost.db")
+        self.blobs = BlobStore(root / "blobs")
+        self.engine = WasmEngine(config)
+        self.sandbox = Sandbox(self.engine, config.log_limit_bytes)
+        self.gate = ConcurrencyGate(config.max_concurrency)
+        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+        self._ready: dict[str, _Ready] = {}
+        self._slow_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop worker threads and the epoch ticker, close the registry. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self.engine.close()
+        self.registry.close()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.config.worker_threads, thread_name_prefix="wasmhost-invoke"
+                )
+            return self._executor
+
+    def warm_up(self) -> None:
+        """Start the worker threads now (their first use costs tens of ms)."""
+        futures = [self.executor.submit(time.sleep, 0.001) for _ in range(min(8, self.config.worker_threads))]
+        for future in futures:
+            future.result()
+
+    # --- management ------------------------------------------------------
+
+    def deploy(self, name: str, code: bytes | str, config: FunctionConfig | None = None) -> FunctionRecord:
+        """Deploy (or replace) ``name`` with ``code``: WebAssembly bytes or WAT text.
+
+        The module is validated, checked against the guest ABI, compiled once
+        and its native code cached. Raises ``InvalidName``, ``InvalidConfig``
+        or ``InvalidModule`` naming the problem.
+        """
+        validate_name(name)
+        config = (config or FunctionConfig()).validate()
+        wasm = to_wasm(code)
+        digest = self.blobs.digest(wasm)
+        module = self.engine.cache.compile(digest, wasm)
+        layout = inspect_module(module)
+        try:
+            prepared = self.sandbox.prepare(digest, module, layout)
+        except wasmtime.WasmtimeError as exc:
+            raise InvalidModule(f"module cannot be linked: {_one_line(exc)}") from None
+        self.blobs.put(wasm)
+        record = self.registry.put(name, digest, config, len(wasm))
+        self._remember(prepared)
+        return record
+
+    def get(self, name: str) -> FunctionRecord:
+        """The record of ``name``. Raises ``FunctionNotFound``."""
+        return self.registry.get(name)
+
+    def list(self) -> list[FunctionRecord]:
+        return self.registry.list()
+
+    def update_config(self, name: str, **changes: Any) -> FunctionRecord:
+        """Change some of ``name``'s settings (``memory_mb=…``, ``env=…``)."""
+        current = self.registry.get(name)
+        return self.registry.update_config(name, current.config.updated(changes))
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``. Raises ``FunctionNotFound``."""
+        self.registry.delete(name)
+        self._ready.pop(name, None)
+
+    # --- invocation ------------------------------------------------------
+
+    def invoke(self, name: str, event: Any = None, *, request_id: str | None = None) -> InvocationResult:
+        """Run ``name`` on ``event`` on this thread; blocks for up to its timeout.
+
+        Raises ``FunctionNotFound``, ``InvalidRequest`` (an event msgpack cannot
+        encode) or ``Throttled``; a failed guest is reported in ``result.error``.
+        """
+        ready, cold = self._resolve(name)
+        self.gate.acquire(name, ready.record.config.reserved_concurrency)
+        try:
+            call = self._start(ready, event, request_id, cold)
+            return self._finish(ready, call, call.timeout_ms, None)
+        finally:
+            self.gate.release(name)
+
+    async def ainvoke(self, name: str, event: Any = None, *, request_id: str | None = None) -> InvocationResult:
+        """Like ``invoke``, without blocking the event loop for more than a short slice."""
+        ready, cold = self._resolve(name)
+        self.gate.acquire(name, ready.record.config.reserved_concurrency)
+        try:
+            call = self._start(ready, event, request_id, cold)
+            slice_ms = self.config.inline_slice_ms
+            if slice_ms > 0 and self._slow_until.get(name, 0.0) < time.monotonic():
+                try:
+                    return self._finish(ready, call, call.timeout_ms, slice_ms)
+                except SliceExpired:
+                    self._slow_until[name] = time.monotonic() + SLOW_MEMORY_S
+            remaining_ms = call.timeout_ms - (time.monotonic() - call.started) * 1000.0
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, self._finish, ready, call, remaining_ms, None)
+        finally:
+            self.gate.release(name)
+
+    def _resolve(self, name: str) -> tuple[_Ready, bool]:
+        """The ready-to-run function (cached per revision); ``cold`` if code had to be loaded."""
+        record = self.registry.get(name)
+        ready = self._ready.get(name)
+        if ready is not None and ready.record is record:
+            return ready, False
+        cold = False
+        with self._lock:
+            prepared = self._prepared.get(record.digest)
+            if prepared is not None:
+                self._prepared.move_to_end(record.digest)
+        if prepared is None:
+            module, _compiled = self.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest))
+            prepared = self.sandbox.prepare(record.digest, module, inspect_module(module))
+            self._remember(prepared)
+            cold = True
+        config = record.config
+        env = config.env
+        limits = Limits(
+            memory_bytes=config.memory_mb * MiB,
+            fuel=config.fuel,
+            env=(tuple(k.encode() for k in env), tuple(v.encode() for v in env.values())),
+        )
+        context = {
+            "function_name": record.name,
+            "function_version": record.version,
+            "memory_limit_mb": config.memory_mb,
+        }
+        ready = _Ready(record, prepared, limits, context)
+        self._ready[name] = ready
+        return ready, cold
+
+    def _remember(self, prepared: Prepared) -> None:
+        with self._lock:
+            self._prepared[prepared.digest] = prepared
+            self._prepared.move_to_end(prepared.digest)
+            while len(self._prepared) > self.config.instance_cache_size:
+                self._prepared.popitem(last=False)
+
+    def _start(self, ready: _Ready, event: Any, request_id: str | None, cold: bool) -> _Call:
+        timeout_ms = ready.record.config.timeout_ms
+        request_id = request_id or str(uuid.uuid4())
+        context = dict(ready.context)
+        context["request_id"] = request_id
+        context["deadline_ms"] = int(time.time() * 1000) + timeout_ms
+        try:
+            request = encode_request(event, context)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidRequest(f"event cannot be encoded: {exc}") from None
+        return _Call(request_id, request, timeout_ms, time.monotonic(), cold)
+
+    def _finish(
+        self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None
+    ) -> InvocationResult:
+        attempt = self.sandbox.run(
+            ready.prepared,
+            call.request,
+            ready.limits,
+            max(timeout_ms, 0.001),
+            inline_slice_ms=inline_slice_ms,
+            configured_timeout_ms=call.timeout_ms,
+        )
+        payload = None
+        error: InvocationError | None = attempt.error
+        if error is None:
+            try:
+                payload = decode_response(attempt.response or b"")
+            except (FunctionError, InvocationError) as exc:
+                error = exc
+        logs = attempt.logs.decode("utf-8", "replace")
+        if attempt.logs_truncated:
+            logs += f"\n[wasmhost: log output truncated at {self.config.log_limit_bytes} bytes]\n"
+        record = ready.record
+        result = InvocationResult(
+            payload=payload,
+            error=error,
+            request_id=call.request_id,
+            function_name=record.name,
+            function_version=record.version,
+            duration_ms=attempt.duration_ms,
+            billed_ms=max(1, math.ceil(attempt.duration_ms)),
+            memory_mb=record.config.memory_mb,
+            fuel_used=attempt.fuel_used,
+            max_memory_bytes=attempt.memory_bytes,
+            cold=call.cold,
+            logs=logs,
+        )
+        log_invocation(result)
+        return result
+
+
+@dataclass
+class _Call:
+    request_id: str
+    request: bytes
+    timeout_ms: int
+    started: float
+    cold: bool
+
+
+def validate_name(name: str) -> str:
+    """Raise ``InvalidName`` unless ``name`` matches ``[A-Za-z0-9_-]{1,64}``."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidName(f"function name {name!r} is invalid: use 1-64 of A-Z a-z 0-9 _ -")
+    return name
+
+
+WASM_MAGIC = b"\0asm"
+CORE_VERSION = b"\x01\x00\x00\x00"
+
+
+def to_wasm(code: bytes | str) -> bytes:
+    """WebAssembly bytes from binary or WAT text. Raises ``InvalidModule``."""
+    if isinstance(code, str):
+        code = code.encode()
+    if not isinstance(code, (bytes, bytearray, memoryview)):
+        raise InvalidModule("code must be bytes (a .wasm module) or WAT text")
+    code = bytes(code)
+    if not code:
+        raise InvalidModule("code is empty")
+    if code[:4] == WASM_MAGIC:
+        if code[4:8] != CORE_VERSION:
+            raise InvalidModule(
+                "this is a WebAssembly component (or an unknown version); only core modules "
+                "(version 1) are supported"
+            )
+        return code
+    try:
+        text = code.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidModule("code is not WebAssembly: missing the \\0asm header, and not WAT text") from None
+    if "(module" not in text:
+        raise InvalidModule("code is not WebAssembly: missing the \\0asm header, and not WAT text")
+    try:
+        return bytes(wasmtime.wat2wasm(text))
+    except wasmtime.WasmtimeError as exc:
+        raise InvalidModule(f"WAT text does not parse: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return ": ".join(line for line in lines if line and line != "Caused by:")[:500]

@@ -1,0 +1,387 @@
+"""One sandbox per invocation: a fresh Store and instance, limits, WASI, the ABI calls.
+
+The hot path goes under wasmtime-py's public API (see ``_native``): a cached
+``InstancePre`` per function version, export handles fetched by index, and
+``wasmtime_func_call_unchecked``. Everything the guest can do wrong is turned
+into an :class:`~wasmhost.errors.InvocationError` here, at the sandbox edge.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+import time
+from ctypes import byref, c_char, c_size_t, c_uint64, c_void_p
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+
+from . import _native
+from .abi.core import CoreLayout
+from .config import MiB
+from .engine import TABLE_ELEMENTS, WasmEngine
+from .errors import (
+    FuelExhausted,
+    InvalidResponse,
+    InvocationError,
+    OutOfMemory,
+    Throttled,
+    Timeout,
+    Trap,
+    WasmhostError,
+)
+
+WASM_PAGE = 65536
+UNLIMITED_FUEL = 2**63 - 1
+TRUNCATION_MARKER = "\n[wasmhost: log output truncated at {limit} bytes]\n"
+
+
+class SliceExpired(Exception):
+    """An inline attempt ran out of its slice; run it again on a worker thread."""
+
+
+@dataclass
+class Prepared:
+    """A function version ready to instantiate: linked once, reused by every invocation."""
+
+    digest: str
+    module: wasmtime.Module
+    instance_pre: wasmtime.InstancePre
+    layout: CoreLayout
+    pre_ptr: int = 0
+
+    def __post_init__(self) -> None:
+        self.pre_ptr = ctypes.cast(self.instance_pre.ptr(), c_void_p).value or 0
+
+
+@dataclass
+class Limits:
+    """Per-invocation limits, derived from the function config once per version."""
+
+    memory_bytes: int
+    fuel: int | None
+    env: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
+    env_arrays: Any = None
+
+    def __post_init__(self) -> None:
+        keys, values = self.env
+        count = len(keys)
+        self.env_arrays = (count, (ctypes.c_char_p * count)(*keys), (ctypes.c_char_p * count)(*values))
+
+
+@dataclass
+class Attempt:
+    """What happened in one run of a guest: its answer or error, and what it used."""
+
+    response: bytes | None = None
+    error: InvocationError | None = None
+    fuel_used: int = 0
+    memory_bytes: int = 0
+    logs: bytearray = field(default_factory=bytearray)
+    logs_truncated: bool = False
+    duration_ms: float = 0.0
+
+
+class _Current(threading.local):
+    """The invocation running on this thread (a Store is used by one thread only)."""
+
+    deadline: float = 0.0  # time.monotonic() at which the guest must stop
+    inline: bool = False
+    aborted: bool = False  # a host function stopped the guest at its deadline
+
+
+_current = _Current()
+
+# wasmtime writes WASI stdout/stderr from a thread of its own, so the sink finds
+# its invocation through the callback's data pointer, not a thread-local.
+_log_sinks: dict[int, tuple[Attempt, int]] = {}
+_log_keys = itertools.count(1)
+
+
+@_native.OUTPUT_CALLBACK
+def _capture_output(key: int | None, buf: Any, size: int) -> int:
+    """WASI stdout/stderr sink: append to the invocation's bounded log."""
+    attempt, limit = _log_sinks.get(key or 0, (None, 0))
+    if attempt is not None and not attempt.logs_truncated:
+        room = limit - len(attempt.logs)
+        if size > room:
+            attempt.logs += ctypes.string_at(buf, max(room, 0))
+            attempt.logs_truncated = True
+        else:
+            attempt.logs += ctypes.string_at(buf, size)
+    return size
+
+
+class Sandbox:
+    """Runs guests of one :class:`WasmEngine`. Thread-safe: each run owns its Store."""
+
+    def __init__(self, engine: WasmEngine, log_limit_bytes: int) -> None:
+        self.engine = engine
+        self.log_limit = log_limit_bytes
+        self.linker = wasmtime.Linker(engine.engine)
+        self.linker.define_wasi()
+        self.linker.allow_shadowing = True
+        _define_poll_oneoff(self.linker)
+
+    def prepare(self, digest: str, module: wasmtime.Module, layout: CoreLayout) -> Prepared:
+        """Link ``module`` once. Raises ``InvalidModule``-worthy ``WasmtimeError`` on unknown imports."""
+        return Prepared(digest, module, self.linker.instantiate_pre(module), layout)
+
+    def run(
+        self,
+        prepared: Prepared,
+        request: bytes,
+        limits: Limits,
+        timeout_ms: float,
+        *,
+        inline_slice_ms: float | None = None,
+        configured_timeout_ms: float | None = None,
+    ) -> Attempt:
+        """Instantiate ``prepared`` in a fresh Store and run one request through it.
+
+        With ``inline_slice_ms``, the guest is stopped after that long and
+        ``SliceExpired`` is raised (unless its whole timeout was shorter): the
+        caller runs it again with the full timeout on a thread that may block.
+        """
+        attempt = Attempt()
+        inline = inline_slice_ms is not None and inline_slice_ms < timeout_ms
+        budget_ms = inline_slice_ms if inline else timeout_ms
+        current = _current
+        current.inline = inline
+        current.aborted = False
+        log_key = next(_log_keys)
+        _log_sinks[log_key] = (attempt, self.log_limit)
+        started = time.perf_counter()
+        current.deadline = time.monotonic() + budget_ms / 1000.0
+        store = _native.store_new(self.engine.engine_ptr, None, _native.NO_FINALIZER)
+        try:
+            self._run_in_store(store, prepared, request, limits, budget_ms, attempt, log_key)
+        finally:
+            _native.store_delete(store)
+            del _log_sinks[log_key]
+            attempt.duration_ms = (time.perf_counter() - started) * 1000.0
+        if attempt.error is not None and attempt.error.type == "Timeout":
+            if inline:
+                raise SliceExpired()
+            shown = configured_timeout_ms if configured_timeout_ms is not None else timeout_ms
+            attempt.error = Timeout(f"function timed out after {shown:g} ms")
+        return attempt
+
+    def _run_in_store(
+        self,
+        store: int,
+        prepared: Prepared,
+        request: bytes,
+        limits: Limits,
+        budget_ms: float,
+        attempt: Attempt,
+        log_key: int,
+    ) -> None:
+        ctx = _native.store_context(store)
+        _native.store_limiter(store, limits.memory_bytes, TABLE_ELEMENTS, -1, -1, -1)
+        _native.set_epoch_deadline(ctx, self.engine.ticker.ticks_until(budget_ms))
+        fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
+        _check(_native.set_fuel(ctx, fuel))
+        layout = prepared.layout
+        if layout.uses_wasi:
+            wasi = _native.wasi_config_new()
+            count, keys, values = limits.env_arrays
+            if count:
+                _native.wasi_config_set_env(wasi, count, keys, values)
+            _native.wasi_config_set_stdout_custom(wasi, _capture_output, log_key, _native.NO_FINALIZER)
+            _native.wasi_config_set_stderr_custom(wasi, _capture_output, log_key, _native.NO_FINALIZER)
+            _check(_native.set_wasi(ctx, wasi))
+
+        memory = _native.Memory()
+        have_memory = False
+        instance = _native.Instance()
+        trap = c_void_p()
+        try:
+            error = _native.instance_pre_instantiate(prepared.pre_ptr, ctx, byref(instance), byref(trap))
+            if error or trap.value:
+                raise self._failure(ctx, None, limits, error, trap, "instantiation")
+
+            item = _native.Extern()
+            name_ptr = ctypes.POINTER(c_char)()
+            name_len = c_size_t()
+            funcs = {}
+            for key in ("alloc", "handle", "initialize"):
+                index = getattr(layout, key)
+                if index is not None:
+                    _native.instance_export_nth(ctx, byref(instance), index, byref(name_ptr), byref(name_len), byref(item))
+                    funcs[key] = _native.Func.from_buffer_copy(item.of.func)
+            _native.instance_export_nth(ctx, byref(instance), layout.memory, byref(name_ptr), byref(name_len), byref(item))
+            ctypes.memmove(byref(memory), byref(item.of.memory), ctypes.sizeof(memory))
+            have_memory = True
+
+            args = (_native.ValRaw * 2)()
+            if "initialize" in funcs:
+                self._call(ctx, funcs["initialize"], args, memory, limits)
+            args[0].i32 = len(request)
+            self._call(ctx, funcs["alloc"], args, memory, limits)
+            pointer = args[0].i32 & 0xFFFFFFFF
+            size = _native.memory_data_size(ctx, byref(memory))
+            if pointer == 0 and request:
+                raise OutOfMemory(f"guest could not allocate {len(request)} bytes for the request")
+            if pointer + len(request) > size:
+                raise Trap(f"wasmhost_alloc returned {pointer}, outside the guest's {size}-byte memory")
+            ctypes.memmove(_native.memory_data(ctx, byref(memory)) + pointer, request, len(request))
+
+            args[0].i32 = pointer
+            args[1].i32 = len(request)
+            self._call(ctx, funcs["handle"], args, memory, limits)
+            packed = args[0].i64 & 0xFFFFFFFFFFFFFFFF
+            out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
+            size = _native.memory_data_size(ctx, byref(memory))
+            if out_ptr + out_len > size:
+                raise InvalidResponse(
+                    f"wasmhost_handle returned bytes {out_ptr}..{out_ptr + out_len}, "
+                    f"outside the guest's {size}-byte memory"
+                )
+            attempt.response = ctypes.string_at(_native.memory_data(ctx, byref(memory)) + out_ptr, out_len)
+        except InvocationError as exc:
+            attempt.error = exc
+        finally:
+            remaining = c_uint64()
+            if not _native.get_fuel(ctx, byref(remaining)):
+                attempt.fuel_used = fuel - remaining.value
+            if have_memory:
+                attempt.memory_bytes = _native.memory_data_size(ctx, byref(memory))
+
+    def _call(self, ctx: int, func: Any, args: Any, memory: Any, limits: Limits) -> None:
+        trap = c_void_p()
+        error = _native.func_call_unchecked(ctx, byref(func), args, 2, byref(trap))
+        if error or trap.value:
+            raise self._failure(ctx, memory, limits, error, trap, "call")
+
+    def _failure(
+        self, ctx: int, memory: Any, limits: Limits, error: int | None, trap: c_void_p, phase: str
+    ) -> InvocationError:
+        """Translate a wasmtime trap or error into our error tree (the sandbox edge)."""
+        aborted, _current.aborted = _current.aborted, False
+        wasmtime._func.LAST_EXCEPTION = None  # set by a host function that raised; never read
+        if error:
+            exc = _native.take_error(error)
+            if aborted:
+                return Timeout("timed out")
+            message = _flatten(str(exc))
+            if isinstance(exc, wasmtime.ExitTrap):
+                return Trap(f"guest exited with status {exc.code}")
+            if "memory" in message and ("exceeds" in message or "limit" in message):
+                return OutOfMemory(f"{phase} failed: {message}")
+            if "concurrent" in message or "pooling" in message:
+                raise Throttled(f"no sandbox slot free in this process: {message}")
+            return Trap(f"{phase} failed: {message}")
+        wasm_trap = _native.take_trap(trap.value or 0)
+        code = wasm_trap.trap_code
+        if code == wasmtime.TrapCode.INTERRUPT or aborted:
+            return Timeout("timed out")
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return FuelExhausted(f"function used its fuel budget of {limits.fuel}")
+        message = _flatten(wasm_trap.message)
+        if memory is not None:
+            size = _native.memory_data_size(ctx, byref(memory))
+            if size + WASM_PAGE > limits.memory_bytes:
+                return OutOfMemory(
+                    f"function ran out of memory: {size // MiB} MB in use, limit "
+                    f"{limits.memory_bytes // MiB} MB ({message})"
+                )
+        return Trap(message)
+
+
+def _check(error: int | None) -> None:
+    if error:
+        raise WasmhostError(_flatten(str(_native.take_error(error))))
+
+
+def _flatten(message: str) -> str:
+    """wasmtime's multi-line messages as one line: the cause, without the backtrace.
+
+    ``"error while executing at wasm backtrace:\n 0: …\n\nCaused by:\n    wasm trap: …"``
+    becomes ``"wasm trap: …"``.
+    """
+    head, sep, cause = message.partition("Caused by:")
+    if sep:
+        lines = [line.strip() for line in cause.strip().splitlines() if line.strip()]
+        if head.strip() and "backtrace" not in head.splitlines()[0]:
+            lines.insert(0, head.strip().splitlines()[0])
+        return ": ".join(lines)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else message
+
+
+# --- a deadline-aware poll_oneoff ------------------------------------------------
+#
+# Epoch interruption cannot stop a guest blocked inside a host call, and WASI's
+# poll_oneoff is how guests sleep. This replacement never sleeps past the
+# invocation's deadline (the epoch then stops the guest as soon as it is back in
+# wasm), and in an inline slice, where sleeping would block the event loop, it
+# aborts the attempt so that it restarts on a worker thread.
+
+_SUBSCRIPTION_SIZE = 48
+_EVENT_SIZE = 32
+_CLOCK, _FD_READ, _FD_WRITE = 0, 1, 2
+_ERRNO_SUCCESS, _ERRNO_INVAL = 0, 28
+
+
+def _define_poll_oneoff(linker: wasmtime.Linker) -> None:
+    i32 = wasmtime.ValType.i32()
+    ty = wasmtime.FuncType([i32, i32, i32, i32], [i32])
+    linker.define_func("wasi_snapshot_preview1", "poll_oneoff", ty, _poll_oneoff, access_caller=True)
+
+
+def _poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
+    memory = caller.get("memory")
+    if not isinstance(memory, wasmtime.Memory) or count == 0:
+        return _ERRNO_INVAL
+    data = memory.read(caller, in_ptr, in_ptr + count * _SUBSCRIPTION_SIZE)
+    now_ns = {0: time.time_ns(), 1: time.monotonic_ns()}
+    events: list[bytes] = []
+    sleep_ns: int | None = None
+    clocks: list[tuple[int, int]] = []  # (userdata, wait_ns)
+    for i in range(count):
+        sub = data[i * _SUBSCRIPTION_SIZE : (i + 1) * _SUBSCRIPTION_SIZE]
+        userdata = int.from_bytes(sub[0:8], "little")
+        tag = sub[8]
+        if tag == _CLOCK:
+            clock_id = int.from_bytes(sub[16:20], "little")
+            timeout = int.from_bytes(sub[24:32], "little")
+            absolute = int.from_bytes(sub[40:42], "little") & 1
+            wait = timeout - now_ns.get(clock_id, now_ns[1]) if absolute else timeout
+            wait = max(wait, 0)
+            clocks.append((userdata, wait))
+            sleep_ns = wait if sleep_ns is None else min(sleep_ns, wait)
+        elif tag in (_FD_READ, _FD_WRITE):
+            # stdin is empty and stdout/stderr never block: report them ready.
+            events.append(_event(userdata, 0, tag))
+        else:
+            return _ERRNO_INVAL
+    if not events and sleep_ns:
+        remaining = _current.deadline - time.monotonic()
+        if _current.inline:
+            # Sleeping here would block the event loop: restart on a worker thread.
+            _current.aborted = True
+            raise SliceExpired("guest sleeps")
+        if sleep_ns / 1e9 >= remaining:
+            # The sleep would outlast the invocation: sleep to the deadline, then stop it.
+            time.sleep(max(0.0, remaining))
+            _current.aborted = True
+            raise TimeoutError("deadline reached in poll_oneoff")
+        time.sleep(sleep_ns / 1e9)
+    if not events:
+        events = [_event(userdata, 0, _CLOCK) for userdata, wait in clocks if wait <= (sleep_ns or 0)]
+    memory.write(caller, b"".join(events), out_ptr)
+    memory.write(caller, len(events).to_bytes(4, "little"), nevents_ptr)
+    return _ERRNO_SUCCESS
+
+
+def _event(userdata: int, error: int, kind: int) -> bytes:
+    return (
+        userdata.to_bytes(8, "little")
+        + error.to_bytes(2, "little")
+        + bytes([kind])
+        + bytes(5)
+        + bytes(16)
+    )

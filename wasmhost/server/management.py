@@ -1,0 +1,122 @@
+"""The management API: deploy, read, reconfigure, list and delete functions.
+
+Guarded by the admin token when one is set (``Authorization: Bearer <token>``).
+Deploys compile code, which can take seconds, so they run on a thread.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..config import FunctionConfig
+from ..errors import InvalidConfig, InvalidRequest, PayloadTooLarge, Unauthorized, WasmhostError
+from ..host import Host
+from .http import decode_body, encode_body, error_body, error_headers
+
+#: Largest module accepted by a deploy (bytes).
+MAX_MODULE_BYTES = 256 * 1024 * 1024
+_INT_FIELDS = ("memory_mb", "timeout_ms", "fuel", "reserved_concurrency")
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(encode_body(value, False), status, headers, media_type="application/json")
+
+
+def error_response(error: WasmhostError) -> Response:
+    headers = {k.decode(): v.decode() for k, v in error_headers(error)}
+    return json_response(error_body(error), error.status, headers)
+
+
+def config_from_query(request: Request) -> FunctionConfig:
+    """A FunctionConfig from ``?memory_mb=&timeout_ms=&fuel=&reserved_concurrency=&env=K=V``."""
+    values: dict[str, Any] = {}
+    for key in request.query_params:
+        if key not in (*_INT_FIELDS, "env"):
+            raise InvalidConfig(f"unknown query parameter {key!r}")
+    for key in _INT_FIELDS:
+        raw = request.query_params.get(key)
+        if raw is not None and raw != "":
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                raise InvalidConfig(f"{key} must be an integer, got {raw!r}") from None
+    env = {}
+    for pair in request.query_params.getlist("env"):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidConfig(f"env must be given as NAME=value, got {pair!r}")
+        env[key] = value
+    values["env"] = env
+    return FunctionConfig.from_dict(values)
+
+
+class Management:
+    def __init__(self, host: Host, admin_token: str | None) -> None:
+        self.host = host
+        self.admin_token = admin_token
+
+    def routes(self) -> list[Route]:
+        guard = self._guarded
+        return [
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/functions", guard(self.list_functions), methods=["GET"]),
+            Route("/functions/{name}", guard(self.deploy), methods=["PUT"]),
+            Route("/functions/{name}", guard(self.get_function), methods=["GET"]),
+            Route("/functions/{name}", guard(self.delete_function), methods=["DELETE"]),
+            Route("/functions/{name}/config", guard(self.update_config), methods=["PATCH"]),
+        ]
+
+    def _guarded(self, endpoint: Any) -> Any:
+        async def guarded(request: Request) -> Response:
+            try:
+                self._authorize(request)
+                return await endpoint(request)
+            except WasmhostError as error:
+                return error_response(error)
+
+        return guarded
+
+    def _authorize(self, request: Request) -> None:
+        if self.admin_token is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            raise Unauthorized("this route needs 'Authorization: Bearer <admin token>'")
+
+    async def health(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def list_functions(self, request: Request) -> Response:
+        return json_response({"functions": [record.to_dict() for record in self.host.list()]})
+
+    async def deploy(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        config = config_from_query(request)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_MODULE_BYTES:
+            raise PayloadTooLarge(f"module is {declared} bytes; the limit is {MAX_MODULE_BYTES}")
+        code = await request.body()
+        if len(code) > MAX_MODULE_BYTES:
+            raise PayloadTooLarge(f"module is over the limit of {MAX_MODULE_BYTES} bytes")
+        record = await run_in_threadpool(self.host.deploy, name, code, config)
+        return json_response(record.to_dict(), 201 if record.revision == 1 else 200)
+
+    async def get_function(self, request: Request) -> Response:
+        return json_response(self.host.get(request.path_params["name"]).to_dict())
+
+    async def update_config(self, request: Request) -> Response:
+        changes = decode_body(await request.body(), False)
+        if not isinstance(changes, dict):
+            raise InvalidRequest("body must be a JSON object of config fields to change")
+        record = self.host.update_config(request.path_params["name"], **changes)
+        return json_response(record.to_dict())
+
+    async def delete_function(self, request: Request) -> Response:
+        self.host.delete(request.path_params["name"])
+        return Response(status_code=204)
