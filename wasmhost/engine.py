@@ -17,6 +17,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
@@ -88,6 +89,8 @@ class CompileCache:
         self.directory = directory
         self.engine = engine
         self.fingerprint = fingerprint
+        self.compiles = 0
+        """Modules compiled by this process (deploys and cache misses)."""
         directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
@@ -101,7 +104,8 @@ class CompileCache:
         try:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
-            raise InvalidModule(f"module failed validation: {_first_line(exc)}") from None
+            raise InvalidModule(f"module failed validation: {one_line(exc)}") from None
+        self.compiles += 1
         path = self.path(digest)
         if not path.exists():
             # Write then rename, so a concurrent reader never maps half a file.
@@ -111,7 +115,7 @@ class CompileCache:
             os.replace(tmp, path)
         return module
 
-    def load(self, digest: str, wasm_loader: "callable[[], bytes]") -> tuple[wasmtime.Module, bool]:
+    def load(self, digest: str, wasm_loader: Callable[[], bytes]) -> tuple[wasmtime.Module, bool]:
         """The module for ``digest``, mapped from the cache, compiling only if absent.
 
         Returns ``(module, compiled)``; ``compiled`` is True when the cache missed
@@ -174,5 +178,7 @@ def _enable_pooling(wasm_config: wasmtime.Config, slots: int) -> None:
         ffi.wasmtime_pooling_allocation_config_delete(pool)
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def one_line(exc: BaseException) -> str:
+    """A wasmtime error's message on one line ("…: Caused by: …" joined, capped)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return ": ".join(line for line in lines if line and line != "Caused by:")[:500]

@@ -25,7 +25,7 @@ import wasmtime
 
 from .abi.core import decode_response, encode_request, inspect_module
 from .config import FunctionConfig, HostConfig, MiB
-from .engine import WasmEngine
+from .engine import WasmEngine, one_line
 from .errors import FunctionError, InvalidModule, InvalidName, InvalidRequest, InvocationError
 from .registry import BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
@@ -127,7 +127,7 @@ class Host:
         try:
             prepared = self.sandbox.prepare(digest, module, layout)
         except wasmtime.WasmtimeError as exc:
-            raise InvalidModule(f"module cannot be linked: {_one_line(exc)}") from None
+            raise InvalidModule(f"module cannot be linked: {one_line(exc)}") from None
         self.blobs.put(wasm)
         record = self.registry.put(name, digest, config, len(wasm))
         self._remember(prepared)
@@ -177,10 +177,12 @@ class Host:
                 try:
                     return self._finish(ready, call, call.timeout_ms, slice_ms)
                 except SliceExpired:
+                    # Start over with the whole timeout and a fresh deadline; the
+                    # aborted slice is neither billed nor counted in the duration.
                     self._slow_until[name] = time.monotonic() + SLOW_MEMORY_S
-            remaining_ms = call.timeout_ms - (time.monotonic() - call.started) * 1000.0
+                    call = self._start(ready, event, call.request_id, cold)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self._finish, ready, call, remaining_ms, None)
+            return await loop.run_in_executor(self.executor, self._finish, ready, call, call.timeout_ms, None)
         finally:
             self.gate.release(name)
 
@@ -238,11 +240,12 @@ class Host:
     def _finish(
         self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None
     ) -> InvocationResult:
+        """Run the guest once and build the result (raises ``SliceExpired`` from an inline slice)."""
         attempt = self.sandbox.run(
             ready.prepared,
             call.request,
             ready.limits,
-            max(timeout_ms, 0.001),
+            timeout_ms,
             inline_slice_ms=inline_slice_ms,
             configured_timeout_ms=call.timeout_ms,
         )
@@ -320,9 +323,4 @@ def to_wasm(code: bytes | str) -> bytes:
     try:
         return bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as exc:
-        raise InvalidModule(f"WAT text does not parse: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines()]
-    return ": ".join(line for line in lines if line and line != "Caused by:")[:500]
+        raise InvalidModule(f"WAT text does not parse: {one_line(exc)}") from None

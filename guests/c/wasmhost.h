@@ -1,12 +1,15 @@
 /*
  * wasmhost.h - C guest SDK for wasmhost (guest ABI v1), single header.
  *
- * Build a function with:
+ * Build a function with (guests/build.py does this for the examples):
  *
- *     zig cc -target wasm32-wasi -mexec-model=reactor -O2 -I guests/c \
- *            -o hello.wasm hello.c
+ *     python -m ziglang cc -target wasm32-wasi -mexec-model=reactor -O2 -s \
+ *         -Wl,-z,stack-size=1048576 -I guests/c -o hello.wasm hello.c
  *
- * and write it as:
+ * (-s drops zig's ~900 KiB of libc DWARF; the stack size replaces zig's
+ * 16 MiB default, which would force >16 MiB of initial memory.)
+ *
+ * Write it as:
  *
  *     #include "wasmhost.h"
  *
@@ -190,7 +193,7 @@ WH_API int wh_read_bool(wh_reader *r) {
 /* Decode any integer encoding into a 64-bit two's complement value.
  * *neg is set when the value is negative (only possible for signed
  * encodings). Returns 1 on success. */
-static int wh__read_intval(wh_reader *r, uint64_t *v, int *neg) {
+WH_API int wh__read_intval(wh_reader *r, uint64_t *v, int *neg) {
     if (!wh__need(r, 1)) return 0;
     uint8_t b = r->p[0];
     if (b <= 0x7f) { *v = b; *neg = 0; r->p++; return 1; }
@@ -277,7 +280,7 @@ WH_API double wh_read_number(wh_reader *r) {
 
 /* Consume a length-prefixed value: `hdr` header bytes (tag included) whose
  * last `lenbytes` bytes are the big-endian payload length. */
-static const uint8_t *wh__read_lp(wh_reader *r, size_t hdr, size_t lenbytes, uint32_t *len) {
+WH_API const uint8_t *wh__read_lp(wh_reader *r, size_t hdr, size_t lenbytes, uint32_t *len) {
     if (!wh__need(r, hdr)) return NULL;
     uint32_t n = (uint32_t)wh__ben(r->p + hdr - lenbytes, lenbytes);
     if (wh__left(r) - hdr < n) { r->err = WH_ERR_EOF; return NULL; }
@@ -584,14 +587,14 @@ WH_API int wh_writer_reserve(wh_writer *w, size_t n) {
     return 1;
 }
 
-static void wh__put(wh_writer *w, const void *data, size_t n) {
+WH_API void wh__put(wh_writer *w, const void *data, size_t n) {
     if (!wh_writer_reserve(w, n)) return;
     if (n) memcpy(w->buf + w->len, data, n);
     w->len += n;
 }
 
 /* tag byte followed by the low `n` bytes of v, big-endian. */
-static void wh__put_tagged(wh_writer *w, uint8_t tag, uint64_t v, size_t n) {
+WH_API void wh__put_tagged(wh_writer *w, uint8_t tag, uint64_t v, size_t n) {
     uint8_t tmp[9];
     tmp[0] = tag;
     for (size_t i = 0; i < n; i++) tmp[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
@@ -763,14 +766,24 @@ WH_API int wh_fail(wh_writer *out, const char *type, const char *message) {
     return wh_fail_ex(out, type, message, 0);
 }
 
-/* POSIX, so not declared by <time.h> under a strict -std=c11; re-declaring
- * it (compatibly) keeps the header usable there too. */
+/* clock_gettime is POSIX, so <time.h> hides it under a strict -std=c11.
+ * On WASI re-declare it (compatibly); elsewhere (native tests of the
+ * header) fall back to C11 timespec_get when it is hidden. */
+#if defined(__wasi__)
 int clock_gettime(clockid_t, struct timespec *);
+#define WH__CLOCK_GETTIME 1
+#elif defined(CLOCK_REALTIME)
+#define WH__CLOCK_GETTIME 1
+#endif
 
 /* Wall clock, Unix epoch milliseconds (WASI clock_time_get(realtime)). */
 WH_API int64_t wh_now_ms(void) {
     struct timespec ts;
+#ifdef WH__CLOCK_GETTIME
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return 0;
+#else
+    if (timespec_get(&ts, TIME_UTC) != TIME_UTC) return 0;
+#endif
     return (int64_t)ts.tv_sec * 1000 + (int64_t)(ts.tv_nsec / 1000000);
 }
 
@@ -800,7 +813,7 @@ WH_API void *wh__alloc(uint32_t len) {
     return malloc(len ? (size_t)len : 1);
 }
 
-static const char *wh__cat3(char *buf, size_t cap, const char *a, const char *b, const char *c) {
+WH_API const char *wh__cat3(char *buf, size_t cap, const char *a, const char *b, const char *c) {
     size_t n = 0;
     const char *parts[3] = {a, b, c};
     for (int i = 0; i < 3; i++)
@@ -811,7 +824,7 @@ static const char *wh__cat3(char *buf, size_t cap, const char *a, const char *b,
 
 /* Parse the "context" map into *c. Returns NULL, an error message, or
  * wh__oom_marker. */
-static const char *wh__parse_context(wh_reader *r, wh_context *c) {
+WH_API const char *wh__parse_context(wh_reader *r, wh_context *c) {
     static char msg[96];
     static const char *const str_keys[3] = {"request_id", "function_name", "function_version"};
     if (wh_peek(r) != WH_MAP) return "\"context\" is not a map";

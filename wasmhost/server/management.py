@@ -29,8 +29,10 @@ def json_response(value: Any, status: int = 200, headers: dict[str, str] | None 
 
 
 def error_response(error: WasmhostError) -> Response:
+    body = error_body(error)
     headers = {k.decode(): v.decode() for k, v in error_headers(error)}
-    return json_response(error_body(error), error.status, headers)
+    headers["x-wasmhost-request-id"] = body["error"]["request_id"]
+    return json_response(body, error.status, headers)
 
 
 def config_from_query(request: Request) -> FunctionConfig:
