@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: help install guests run test test-fast bench bench-quick lint clean
+.PHONY: help install guests run test test-fast bench bench-quick wrk lint clean
 
 help:
 	@echo "make run        install, build the example guests, serve them on http://127.0.0.1:$(PORT)"
@@ -33,11 +33,15 @@ test: guests
 test-fast: guests
 	$(PY) -m pytest -m "not slow"
 
-bench: guests
+bench: guests wrk
 	$(PY) bench/run.py
 
-bench-quick: guests
+bench-quick: guests wrk
 	$(PY) bench/run.py --quick
+
+# The HTTP load generator (Debian's wrk), installed when missing.
+wrk:
+	@command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)) >/dev/null
 
 lint: install
 	$(VENV)/bin/ruff check wasmhost tests bench guests/build.py

@@ -37,11 +37,16 @@ C_DIR = GUESTS / "c"
 
 # zig cc flags for C guests.
 #  -mexec-model=reactor      WASI reactor: exports _initialize, no _start/main.
-#  -Wl,-z,stack-size=1 MiB   zig's default wasm stack is 16 MiB, which makes the
+#  -Wl,-z,stack-size=64 KiB  zig's default wasm stack is 16 MiB, which makes the
 #                            module's *initial* memory 257 pages (>16 MiB), so it
 #                            could not even instantiate under memory_mb=16.
-#                            The stack sits below the data (stack-first), so an
-#                            overflow traps instead of corrupting data.
+#                            This is only the shadow stack (arrays and address-
+#                            taken locals; scalars live in wasm locals), and a
+#                            small one keeps the pages a fresh instance touches
+#                            few and close together. The stack sits below the
+#                            data (stack-first): an overflow traps instead of
+#                            corrupting data. Raise it for deep recursion over
+#                            big local arrays.
 #  -s                        strip: zig's prebuilt wasi-libc carries ~900 KiB of
 #                            DWARF; stripped modules are ~8-30 KiB.
 C_FLAGS = [
@@ -49,7 +54,7 @@ C_FLAGS = [
     "-mexec-model=reactor",
     "-O2",
     "-s",
-    "-Wl,-z,stack-size=1048576",
+    "-Wl,-z,stack-size=65536",
 ]
 
 

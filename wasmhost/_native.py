@@ -72,24 +72,24 @@ instance_export_nth = _proto(
     "wasmtime_instance_export_nth",
     c_bool,
     ContextPtr,
-    POINTER(Instance),
+    c_void_p,  # wasmtime_instance_t*
     c_size_t,
     POINTER(POINTER(c_char)),
     POINTER(c_size_t),
-    POINTER(Extern),
+    c_void_p,  # wasmtime_extern_t*
 )
-memory_data = _proto(gil, "wasmtime_memory_data", c_void_p, ContextPtr, POINTER(Memory))
-memory_data_size = _proto(gil, "wasmtime_memory_data_size", c_size_t, ContextPtr, POINTER(Memory))
+memory_data = _proto(gil, "wasmtime_memory_data", c_void_p, ContextPtr, c_void_p)
+memory_data_size = _proto(gil, "wasmtime_memory_data_size", c_size_t, ContextPtr, c_void_p)
 engine_increment_epoch = _proto(gil, "wasmtime_engine_increment_epoch", None, c_void_p)
 
 # These run guest code (or may wait for wasmtime's output thread, which calls
 # back into Python): release the GIL.
 store_delete = _proto(nogil, "wasmtime_store_delete", None, StorePtr)
 instance_pre_instantiate = _proto(
-    nogil, "wasmtime_instance_pre_instantiate", c_void_p, c_void_p, ContextPtr, POINTER(Instance), POINTER(c_void_p)
+    nogil, "wasmtime_instance_pre_instantiate", c_void_p, c_void_p, ContextPtr, c_void_p, POINTER(c_void_p)
 )
 func_call_unchecked = _proto(
-    nogil, "wasmtime_func_call_unchecked", c_void_p, ContextPtr, POINTER(Func), POINTER(ValRaw), c_size_t, POINTER(c_void_p)
+    nogil, "wasmtime_func_call_unchecked", c_void_p, ContextPtr, c_void_p, c_void_p, c_size_t, POINTER(c_void_p)
 )
 
 

@@ -98,10 +98,12 @@ class HostConfig:
     """Directory for the registry database, code blobs and the compile cache."""
     max_instances: int = 1000
     """Slots in wasmtime's pooling allocator: the most sandboxes alive at once in this process."""
+    keep_resident_bytes: int = 128 * 1024
+    """Bytes of each sandbox's memory kept mapped between invocations (zeroed, not unmapped)."""
     max_concurrency: int = 1000
     """Host-wide cap on invocations in flight in this process; over it callers get Throttled."""
     epoch_tick_ms: float = 2.0
-    """Period of the epoch ticker thread. Timeouts are precise to about one tick."""
+    """Period of the epoch timer. Guests are stopped within about one tick after their deadline."""
     inline_slice_ms: int = 3
     """Async invocations first run on the caller's thread for at most this long; longer
     ones are restarted on a worker thread (see docs/architecture.md)."""

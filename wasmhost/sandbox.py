@@ -84,9 +84,37 @@ class Attempt:
     duration_ms: float = 0.0
 
 
+class _Scratch:
+    """ctypes buffers for one thread's invocations, allocated once (and their pointers).
+
+    Allocating them per invocation showed in profiles; a Store and everything
+    in it is used by one thread at a time, so one set per thread suffices.
+    """
+
+    def __init__(self) -> None:
+        self.instance = _native.Instance()
+        self.instance_ref = byref(self.instance)
+        self.trap = c_void_p()
+        self.trap_ref = byref(self.trap)
+        self.name = ctypes.POINTER(c_char)()
+        self.name_ref = byref(self.name)
+        self.name_len = c_size_t()
+        self.name_len_ref = byref(self.name_len)
+        # Exports: 0 memory, 1 alloc, 2 handle, 3 _initialize. ``payload_refs``
+        # point at the union inside each wasmtime_extern_t (the func or memory).
+        self.externs = [_native.Extern() for _ in range(4)]
+        self.extern_refs = [byref(e) for e in self.externs]
+        offset = _native.Extern.of.offset
+        self.payload_refs = [byref(e, offset) for e in self.externs]
+        self.args = (_native.ValRaw * 2)()
+        self.fuel = c_uint64()
+        self.fuel_ref = byref(self.fuel)
+
+
 class _Current(threading.local):
     """The invocation running on this thread (a Store is used by one thread only)."""
 
+    scratch: _Scratch | None = None
     deadline: float = 0.0  # time.monotonic() at which the guest must stop
     inline: bool = False
     aborted: bool = False  # a host function stopped the guest at its deadline
@@ -179,82 +207,79 @@ class Sandbox:
         attempt: Attempt,
         log_key: int,
     ) -> None:
-        ctx = _native.store_context(store)
-        _native.store_limiter(store, limits.memory_bytes, TABLE_ELEMENTS, -1, -1, -1)
-        _native.set_epoch_deadline(ctx, self.engine.ticker.ticks_until(budget_ms))
+        native = _native
+        scratch = _current.scratch
+        if scratch is None:
+            scratch = _current.scratch = _Scratch()
+        ctx = native.store_context(store)
+        native.store_limiter(store, limits.memory_bytes, TABLE_ELEMENTS, -1, -1, -1)
+        native.set_epoch_deadline(ctx, self.engine.ticker.ticks_until(budget_ms))
         fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
-        _check(_native.set_fuel(ctx, fuel))
+        _check(native.set_fuel(ctx, fuel))
         layout = prepared.layout
         if layout.uses_wasi:
-            wasi = _native.wasi_config_new()
+            wasi = native.wasi_config_new()
             count, keys, values = limits.env_arrays
             if count:
-                _native.wasi_config_set_env(wasi, count, keys, values)
-            _native.wasi_config_set_stdout_custom(wasi, _capture_output, log_key, _native.NO_FINALIZER)
-            _native.wasi_config_set_stderr_custom(wasi, _capture_output, log_key, _native.NO_FINALIZER)
-            _check(_native.set_wasi(ctx, wasi))
+                native.wasi_config_set_env(wasi, count, keys, values)
+            native.wasi_config_set_stdout_custom(wasi, _capture_output, log_key, native.NO_FINALIZER)
+            native.wasi_config_set_stderr_custom(wasi, _capture_output, log_key, native.NO_FINALIZER)
+            _check(native.set_wasi(ctx, wasi))
 
-        memory = _native.Memory()
-        have_memory = False
-        instance = _native.Instance()
-        trap = c_void_p()
+        memory = None
+        trap = scratch.trap
+        trap.value = None
         try:
-            error = _native.instance_pre_instantiate(prepared.pre_ptr, ctx, byref(instance), byref(trap))
+            error = native.instance_pre_instantiate(prepared.pre_ptr, ctx, scratch.instance_ref, scratch.trap_ref)
             if error or trap.value:
                 raise self._failure(ctx, None, limits, error, trap, "instantiation")
 
-            item = _native.Extern()
-            name_ptr = ctypes.POINTER(c_char)()
-            name_len = c_size_t()
-            funcs = {}
-            for key in ("alloc", "handle", "initialize"):
-                index = getattr(layout, key)
-                if index is not None:
-                    _native.instance_export_nth(ctx, byref(instance), index, byref(name_ptr), byref(name_len), byref(item))
-                    funcs[key] = _native.Func.from_buffer_copy(item.of.func)
-            _native.instance_export_nth(ctx, byref(instance), layout.memory, byref(name_ptr), byref(name_len), byref(item))
-            ctypes.memmove(byref(memory), byref(item.of.memory), ctypes.sizeof(memory))
-            have_memory = True
+            export = native.instance_export_nth
+            instance, name, name_len = scratch.instance_ref, scratch.name_ref, scratch.name_len_ref
+            export(ctx, instance, layout.memory, name, name_len, scratch.extern_refs[0])
+            memory = scratch.payload_refs[0]
+            export(ctx, instance, layout.alloc, name, name_len, scratch.extern_refs[1])
+            export(ctx, instance, layout.handle, name, name_len, scratch.extern_refs[2])
+            args = scratch.args
+            if layout.initialize is not None:
+                export(ctx, instance, layout.initialize, name, name_len, scratch.extern_refs[3])
+                self._call(ctx, scratch, scratch.payload_refs[3], memory, limits)
 
-            args = (_native.ValRaw * 2)()
-            if "initialize" in funcs:
-                self._call(ctx, funcs["initialize"], args, memory, limits)
             args[0].i32 = len(request)
-            self._call(ctx, funcs["alloc"], args, memory, limits)
+            self._call(ctx, scratch, scratch.payload_refs[1], memory, limits)
             pointer = args[0].i32 & 0xFFFFFFFF
-            size = _native.memory_data_size(ctx, byref(memory))
+            size = native.memory_data_size(ctx, memory)
             if pointer == 0 and request:
                 raise OutOfMemory(f"guest could not allocate {len(request)} bytes for the request")
             if pointer + len(request) > size:
                 raise Trap(f"wasmhost_alloc returned {pointer}, outside the guest's {size}-byte memory")
-            ctypes.memmove(_native.memory_data(ctx, byref(memory)) + pointer, request, len(request))
+            ctypes.memmove(native.memory_data(ctx, memory) + pointer, request, len(request))
 
             args[0].i32 = pointer
             args[1].i32 = len(request)
-            self._call(ctx, funcs["handle"], args, memory, limits)
+            self._call(ctx, scratch, scratch.payload_refs[2], memory, limits)
             packed = args[0].i64 & 0xFFFFFFFFFFFFFFFF
             out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
-            size = _native.memory_data_size(ctx, byref(memory))
+            size = native.memory_data_size(ctx, memory)
             if out_ptr + out_len > size:
                 raise InvalidResponse(
                     f"wasmhost_handle returned bytes {out_ptr}..{out_ptr + out_len}, "
                     f"outside the guest's {size}-byte memory"
                 )
-            attempt.response = ctypes.string_at(_native.memory_data(ctx, byref(memory)) + out_ptr, out_len)
+            attempt.response = ctypes.string_at(native.memory_data(ctx, memory) + out_ptr, out_len)
         except InvocationError as exc:
             attempt.error = exc
         finally:
-            remaining = c_uint64()
-            if not _native.get_fuel(ctx, byref(remaining)):
-                attempt.fuel_used = fuel - remaining.value
-            if have_memory:
-                attempt.memory_bytes = _native.memory_data_size(ctx, byref(memory))
+            if not native.get_fuel(ctx, scratch.fuel_ref):
+                attempt.fuel_used = fuel - scratch.fuel.value
+            if memory is not None:
+                attempt.memory_bytes = native.memory_data_size(ctx, memory)
 
-    def _call(self, ctx: int, func: Any, args: Any, memory: Any, limits: Limits) -> None:
-        trap = c_void_p()
-        error = _native.func_call_unchecked(ctx, byref(func), args, 2, byref(trap))
-        if error or trap.value:
-            raise self._failure(ctx, memory, limits, error, trap, "call")
+    def _call(self, ctx: int, scratch: _Scratch, func: Any, memory: Any, limits: Limits) -> None:
+        """Call ``func`` with ``scratch.args`` (results land there too)."""
+        error = _native.func_call_unchecked(ctx, func, scratch.args, 2, scratch.trap_ref)
+        if error or scratch.trap.value:
+            raise self._failure(ctx, memory, limits, error, scratch.trap, "call")
 
     def _failure(
         self, ctx: int, memory: Any, limits: Limits, error: int | None, trap: c_void_p, phase: str
@@ -282,7 +307,7 @@ class Sandbox:
             return FuelExhausted(f"function used its fuel budget of {limits.fuel}")
         message = _flatten(wasm_trap.message)
         if memory is not None:
-            size = _native.memory_data_size(ctx, byref(memory))
+            size = _native.memory_data_size(ctx, memory)
             if size + WASM_PAGE > limits.memory_bytes:
                 return OutOfMemory(
                     f"function ran out of memory: {size // MiB} MB in use, limit "

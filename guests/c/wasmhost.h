@@ -551,8 +551,33 @@ WH_API const char *wh_get_str(wh_reader map, const char *key, uint32_t *len) {
 /* 2. msgpack writer                                                          */
 /* ========================================================================== */
 
+/* A bump arena in .bss for the ABI's own buffers (request, context strings,
+ * the first response buffer). Every invocation runs in a fresh instance, so
+ * nothing is ever freed; small requests and answers then need no malloc and
+ * never grow linear memory (growing costs the host an mprotect per page run).
+ * Define WH_ARENA_SIZE before including this header to change its size. */
+#ifndef WH_ARENA_SIZE
+#define WH_ARENA_SIZE (64 * 1024)
+#endif
+static _Alignas(16) uint8_t wh__arena[WH_ARENA_SIZE];
+static size_t wh__arena_used;
+
+static inline int wh__in_arena(const void *p) {
+    return (const uint8_t *)p >= wh__arena && (const uint8_t *)p < wh__arena + WH_ARENA_SIZE;
+}
+
+/* n bytes from the arena, or from malloc once the arena is full. */
+static void *wh__bump(size_t n) {
+    size_t start = (wh__arena_used + 15) & ~(size_t)15;
+    if (n <= WH_ARENA_SIZE && start <= WH_ARENA_SIZE - n) {
+        wh__arena_used = start + n;
+        return wh__arena + start;
+    }
+    return malloc(n ? n : 1);
+}
+
 typedef struct {
-    uint8_t *buf; /* malloc'd bytes written so far */
+    uint8_t *buf; /* bytes written so far (arena or malloc) */
     size_t len;   /* bytes used */
     size_t cap;   /* bytes allocated */
     int err;      /* 1 once an allocation failed (further writes ignored) */
@@ -566,7 +591,7 @@ WH_API void wh_writer_init(wh_writer *w) {
 }
 
 WH_API void wh_writer_free(wh_writer *w) {
-    free(w->buf);
+    if (!wh__in_arena(w->buf)) free(w->buf);
     wh_writer_init(w);
 }
 
@@ -580,7 +605,15 @@ WH_API int wh_writer_reserve(wh_writer *w, size_t n) {
     if (need <= w->cap) return 1;
     size_t cap = w->cap < 32 ? 64 : (w->cap > SIZE_MAX / 2 ? SIZE_MAX : w->cap * 2);
     if (cap < need) cap = need;
-    uint8_t *nb = (uint8_t *)realloc(w->buf, cap);
+    uint8_t *nb;
+    if (w->buf == NULL) {
+        nb = (uint8_t *)wh__bump(cap);
+    } else if (wh__in_arena(w->buf)) {
+        nb = (uint8_t *)malloc(cap);
+        if (nb) memcpy(nb, w->buf, w->len);
+    } else {
+        nb = (uint8_t *)realloc(w->buf, cap);
+    }
     if (!nb) { w->err = 1; return 0; }
     w->buf = nb;
     w->cap = cap;
@@ -810,7 +843,7 @@ static inline uint64_t wh__pack(const void *p, size_t len) {
 }
 
 WH_API void *wh__alloc(uint32_t len) {
-    return malloc(len ? (size_t)len : 1);
+    return wh__bump(len);
 }
 
 WH_API const char *wh__cat3(char *buf, size_t cap, const char *a, const char *b, const char *c) {
@@ -845,7 +878,7 @@ WH_API const char *wh__parse_context(wh_reader *r, wh_context *c) {
             uint32_t sl;
             const char *s = wh_read_str(r, &sl);
             if (!s) break;
-            char *copy = (char *)malloc((size_t)sl + 1);
+            char *copy = (char *)wh__bump((size_t)sl + 1);
             if (!copy) return wh__oom_marker;
             memcpy(copy, s, sl);
             copy[sl] = 0;

@@ -1,8 +1,8 @@
 """The function registry in SQLite (WAL), shared by every process on a data directory.
 
-Reads are served from an in-process cache that is dropped whenever another
-connection has committed (``PRAGMA data_version``), so a function deployed
-through one ``--workers`` process is visible to the others on their next call.
+Reads are served from an in-process cache that is dropped whenever any process
+has committed a change (see :mod:`.generation`), so a function deployed through
+one ``--workers`` process is visible to the others on their next call.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import FunctionConfig
 from ..errors import FunctionNotFound
+from .generation import Generation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS functions (
@@ -62,27 +63,33 @@ class SqliteRegistry:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.generation = Generation(path.with_suffix(".gen"))
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._cache: dict[str, FunctionRecord] = {}
-        self._data_version = -1
+        self._seen_generation = -1
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None  # type: ignore[assignment]
+                self.generation.close()
 
     def get(self, name: str) -> FunctionRecord:
         """The record of ``name``. Raises ``FunctionNotFound``."""
+        generation = self.generation.value()
+        if generation == self._seen_generation:
+            record = self._cache.get(name)
+            if record is not None:
+                return record
         with self._lock:
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:
+            if generation != self._seen_generation:
                 self._cache.clear()
-                self._data_version = version
+                self._seen_generation = generation
             record = self._cache.get(name)
             if record is None:
                 row = self._conn.execute("SELECT * FROM functions WHERE name = ?", (name,)).fetchone()
@@ -90,6 +97,10 @@ class SqliteRegistry:
                     raise FunctionNotFound(f"function {name!r} is not deployed")
                 record = self._cache[name] = _record(row)
             return record
+
+    def _changed(self) -> None:
+        """After a commit (lock held): tell every process, ourselves included."""
+        self.generation.bump()
 
     def list(self) -> list[FunctionRecord]:
         with self._lock:
@@ -107,7 +118,7 @@ class SqliteRegistry:
                      size_bytes = excluded.size_bytes, revision = revision + 1, updated_at = excluded.updated_at""",
                 (name, digest, json.dumps(config.to_dict()), size_bytes, now, now),
             )
-            self._cache.pop(name, None)
+            self._changed()
         return self.get(name)
 
     def update_config(self, name: str, config: FunctionConfig) -> FunctionRecord:
@@ -116,7 +127,7 @@ class SqliteRegistry:
                 "UPDATE functions SET config = ?, revision = revision + 1, updated_at = ? WHERE name = ?",
                 (json.dumps(config.to_dict()), time.time(), name),
             )
-            self._cache.pop(name, None)
+            self._changed()
         if cursor.rowcount == 0:
             raise FunctionNotFound(f"function {name!r} is not deployed")
         return self.get(name)
@@ -125,7 +136,7 @@ class SqliteRegistry:
         """Remove ``name``. Raises ``FunctionNotFound``. Blobs stay (other functions may share them)."""
         with self._lock:
             cursor = self._conn.execute("DELETE FROM functions WHERE name = ?", (name,))
-            self._cache.pop(name, None)
+            self._changed()
         if cursor.rowcount == 0:
             raise FunctionNotFound(f"function {name!r} is not deployed")
 
