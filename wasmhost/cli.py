@@ -251,7 +251,8 @@ def serve(
     target: Target, bind: str, port: int, workers: int, admin_token: str | None, deploy_dir: Path | None, log_level: str
 ) -> None:
     """Start the HTTP server."""
-    from .server.run import ServeOptions, check_bind, serve as run_server
+    from .server.run import ServeOptions, check_bind
+    from .server.run import serve as run_server
 
     options = ServeOptions(bind, port, workers, target.data_dir, admin_token, log_level)
     try:

@@ -199,7 +199,7 @@ class WasmEngine:
         wasm_config.epoch_interruption = True
         _enable_pooling(wasm_config, config.max_instances, config.keep_resident_bytes)
         self.engine = wasmtime.Engine(wasm_config)
-        self.engine_ptr = self.engine.ptr()
+        self.engine_ptr: int = ctypes.cast(self.engine.ptr(), ctypes.c_void_p).value or 0
         self.fingerprint = engine_fingerprint()
         self.cache = CompileCache(Path(config.data_dir) / "cache", self.engine, self.fingerprint)
         self.ticker = EpochTicker(self.engine, config.epoch_tick_ms)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import math
+import os
 import threading
 import time
 from ctypes import byref, c_char, c_size_t, c_uint64, c_void_p
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -65,23 +67,28 @@ class Limits:
     env: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
     env_arrays: Any = None
 
+    env_addresses: tuple[int, int, int] = (0, 0, 0)
+
     def __post_init__(self) -> None:
         keys, values = self.env
         count = len(keys)
         self.env_arrays = (count, (ctypes.c_char_p * count)(*keys), (ctypes.c_char_p * count)(*values))
+        self.env_addresses = (count, ctypes.addressof(self.env_arrays[1]), ctypes.addressof(self.env_arrays[2]))
 
 
-@dataclass
 class Attempt:
     """What happened in one run of a guest: its answer or error, and what it used."""
 
-    response: bytes | None = None
-    error: InvocationError | None = None
-    fuel_used: int = 0
-    memory_bytes: int = 0
-    logs: bytearray = field(default_factory=bytearray)
-    logs_truncated: bool = False
-    duration_ms: float = 0.0
+    __slots__ = ("response", "error", "fuel_used", "memory_bytes", "logs", "logs_truncated", "duration_ms")
+
+    def __init__(self) -> None:
+        self.response: bytes | None = None
+        self.error: InvocationError | None = None
+        self.fuel_used = 0
+        self.memory_bytes = 0
+        self.logs = bytearray()
+        self.logs_truncated = False
+        self.duration_ms = 0.0
 
 
 class _Scratch:
@@ -122,6 +129,10 @@ class _Current(threading.local):
 
 _current = _Current()
 
+# Outcome codes and phases shared with the C fast path (wasmhost/_fastpath.c).
+_OK, _FAILED, _ALLOC_NULL, _ALLOC_OUT_OF_BOUNDS, _RESPONSE_OUT_OF_BOUNDS = 0, 1, 2, 3, 4
+_PHASE_SETUP, _PHASE_INSTANTIATE, _PHASE_CALL = 0, 1, 2
+
 # wasmtime writes WASI stdout/stderr from a thread of its own, so the sink finds
 # its invocation through the callback's data pointer, not a thread-local.
 _log_sinks: dict[int, tuple[Attempt, int]] = {}
@@ -142,12 +153,24 @@ def _capture_output(key: int | None, buf: Any, size: int) -> int:
     return size
 
 
+_CAPTURE_OUTPUT_ADDRESS = ctypes.cast(_capture_output, c_void_p).value or 0
+
+try:
+    from . import _fastpath  # type: ignore[attr-defined]
+
+    _fastpath.bind(str(wasmtime._ffi.filename))
+except (ImportError, RuntimeError):  # not built (no C compiler) or wasmtime changed
+    _fastpath = None
+
+
 class Sandbox:
     """Runs guests of one :class:`WasmEngine`. Thread-safe: each run owns its Store."""
 
     def __init__(self, engine: WasmEngine, log_limit_bytes: int) -> None:
         self.engine = engine
         self.log_limit = log_limit_bytes
+        self.tick_ms = engine.ticker.period_ms
+        self.fast = _fastpath is not None and os.environ.get("WASMHOST_FASTPATH", "1") != "0"
         self.linker = wasmtime.Linker(engine.engine)
         self.linker.define_wasi()
         self.linker.allow_shadowing = True
@@ -172,67 +195,86 @@ class Sandbox:
         With ``inline_slice_ms``, the guest is stopped after that long and
         ``SliceExpired`` is raised (unless its whole timeout was shorter): the
         caller runs it again with the full timeout on a thread that may block.
+        Every line here is on the hot path of every invocation.
         """
         attempt = Attempt()
         inline = inline_slice_ms is not None and inline_slice_ms < timeout_ms
-        budget_ms = inline_slice_ms if inline else timeout_ms
+        budget_ms: float = inline_slice_ms if inline else timeout_ms  # type: ignore[assignment]
         current = _current
         current.inline = inline
         current.aborted = False
-        log_key = next(_log_keys)
-        _log_sinks[log_key] = (attempt, self.log_limit)
+        log_key = 0
+        if prepared.layout.uses_wasi:
+            log_key = next(_log_keys)
+            _log_sinks[log_key] = (attempt, self.log_limit)
+        fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
+        ticks = math.ceil(budget_ms / self.tick_ms) + 1
         started = time.perf_counter()
         current.deadline = time.monotonic() + budget_ms / 1000.0
-        store = _native.store_new(self.engine.engine_ptr, None, _native.NO_FINALIZER)
         try:
-            self._run_in_store(store, prepared, request, limits, budget_ms, attempt, log_key)
+            if self.fast:
+                layout = prepared.layout
+                outcome = _fastpath.run(
+                    self.engine.engine_ptr,
+                    prepared.pre_ptr,
+                    layout.memory,
+                    layout.alloc,
+                    layout.handle,
+                    -1 if layout.initialize is None else layout.initialize,
+                    limits.memory_bytes,
+                    TABLE_ELEMENTS,
+                    ticks,
+                    fuel,
+                    _CAPTURE_OUTPUT_ADDRESS if log_key else 0,
+                    log_key,
+                    *limits.env_addresses,
+                    request,
+                )
+            else:
+                outcome = self._run_ctypes(prepared, request, limits, ticks, fuel, log_key)
         finally:
-            _native.store_delete(store)
-            del _log_sinks[log_key]
+            if log_key:
+                del _log_sinks[log_key]
             attempt.duration_ms = (time.perf_counter() - started) * 1000.0
-        if attempt.error is not None and attempt.error.type == "Timeout":
-            if inline:
-                raise SliceExpired()
-            shown = configured_timeout_ms if configured_timeout_ms is not None else timeout_ms
-            attempt.error = Timeout(f"function timed out after {shown:g} ms")
+        code, attempt.response, attempt.fuel_used, attempt.memory_bytes, error, trap, phase, detail = outcome
+        if code:
+            attempt.error = self._failure(code, attempt.memory_bytes, len(request), limits, error, trap, phase, detail)
+            if attempt.error.type == "Timeout":
+                if inline:
+                    raise SliceExpired()
+                shown = configured_timeout_ms if configured_timeout_ms is not None else timeout_ms
+                attempt.error = Timeout(f"function timed out after {shown:g} ms")
         return attempt
 
-    def _run_in_store(
-        self,
-        store: int,
-        prepared: Prepared,
-        request: bytes,
-        limits: Limits,
-        budget_ms: float,
-        attempt: Attempt,
-        log_key: int,
-    ) -> None:
+    def _run_ctypes(
+        self, prepared: Prepared, request: bytes, limits: Limits, ticks: int, fuel: int, log_key: int
+    ) -> tuple[Any, ...]:
+        """The steps of ``_fastpath.run`` through ctypes (used where the C extension is absent).
+
+        Returns ``_fastpath.run``'s tuple: (code, response, fuel_used,
+        memory_bytes, error_ptr, trap_ptr, phase, detail).
+        """
         native = _native
         scratch = _current.scratch
         if scratch is None:
             scratch = _current.scratch = _Scratch()
-        ctx = native.store_context(store)
-        native.store_limiter(store, limits.memory_bytes, TABLE_ELEMENTS, -1, -1, -1)
-        native.set_epoch_deadline(ctx, self.engine.ticker.ticks_until(budget_ms))
-        fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
-        _check(native.set_fuel(ctx, fuel))
         layout = prepared.layout
-        if layout.uses_wasi:
-            wasi = native.wasi_config_new()
-            count, keys, values = limits.env_arrays
-            if count:
-                native.wasi_config_set_env(wasi, count, keys, values)
-            native.wasi_config_set_stdout_custom(wasi, _capture_output, log_key, native.NO_FINALIZER)
-            native.wasi_config_set_stderr_custom(wasi, _capture_output, log_key, native.NO_FINALIZER)
-            _check(native.set_wasi(ctx, wasi))
-
-        memory = None
+        store = native.store_new(self.engine.engine_ptr, None, native.NO_FINALIZER)
+        ctx = native.store_context(store)
         trap = scratch.trap
         trap.value = None
         try:
+            native.store_limiter(store, limits.memory_bytes, TABLE_ELEMENTS, -1, -1, -1)
+            native.set_epoch_deadline(ctx, ticks)
+            error = native.set_fuel(ctx, fuel)
+            if not error and log_key:
+                error = self._set_wasi(ctx, limits, log_key)
+            if error:
+                return (_FAILED, None, 0, 0, error, None, _PHASE_SETUP, 0)
+
             error = native.instance_pre_instantiate(prepared.pre_ptr, ctx, scratch.instance_ref, scratch.trap_ref)
             if error or trap.value:
-                raise self._failure(ctx, None, limits, error, trap, "instantiation")
+                return (_FAILED, None, 0, 0, error, trap.value, _PHASE_INSTANTIATE, 0)
 
             export = native.instance_export_nth
             instance, name, name_len = scratch.instance_ref, scratch.name_ref, scratch.name_len_ref
@@ -241,84 +283,117 @@ class Sandbox:
             export(ctx, instance, layout.alloc, name, name_len, scratch.extern_refs[1])
             export(ctx, instance, layout.handle, name, name_len, scratch.extern_refs[2])
             args = scratch.args
+            call = native.func_call_unchecked
+            calls = [scratch.payload_refs[1], scratch.payload_refs[2]]
             if layout.initialize is not None:
                 export(ctx, instance, layout.initialize, name, name_len, scratch.extern_refs[3])
-                self._call(ctx, scratch, scratch.payload_refs[3], memory, limits)
-
-            args[0].i32 = len(request)
-            self._call(ctx, scratch, scratch.payload_refs[1], memory, limits)
-            pointer = args[0].i32 & 0xFFFFFFFF
-            size = native.memory_data_size(ctx, memory)
-            if pointer == 0 and request:
-                raise OutOfMemory(f"guest could not allocate {len(request)} bytes for the request")
-            if pointer + len(request) > size:
-                raise Trap(f"wasmhost_alloc returned {pointer}, outside the guest's {size}-byte memory")
-            ctypes.memmove(native.memory_data(ctx, memory) + pointer, request, len(request))
-
-            args[0].i32 = pointer
-            args[1].i32 = len(request)
-            self._call(ctx, scratch, scratch.payload_refs[2], memory, limits)
-            packed = args[0].i64 & 0xFFFFFFFFFFFFFFFF
-            out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
-            size = native.memory_data_size(ctx, memory)
-            if out_ptr + out_len > size:
-                raise InvalidResponse(
-                    f"wasmhost_handle returned bytes {out_ptr}..{out_ptr + out_len}, "
-                    f"outside the guest's {size}-byte memory"
-                )
-            attempt.response = ctypes.string_at(native.memory_data(ctx, memory) + out_ptr, out_len)
-        except InvocationError as exc:
-            attempt.error = exc
+                calls.insert(0, scratch.payload_refs[3])
+            size = len(request)
+            code, response, detail = _OK, None, 0
+            for func in calls:
+                if func is scratch.payload_refs[1]:
+                    args[0].i32 = size
+                elif func is scratch.payload_refs[2]:
+                    pointer = args[0].i32 & 0xFFFFFFFF
+                    memory_size = native.memory_data_size(ctx, memory)
+                    if pointer == 0 and size:
+                        code = _ALLOC_NULL
+                        break
+                    if pointer + size > memory_size:
+                        code, detail = _ALLOC_OUT_OF_BOUNDS, pointer
+                        break
+                    ctypes.memmove(native.memory_data(ctx, memory) + pointer, request, size)
+                    args[0].i32, args[1].i32 = pointer, size
+                error = call(ctx, func, args, 2, scratch.trap_ref)
+                if error or trap.value:
+                    used, memory_size = self._usage(ctx, memory, fuel, scratch)
+                    return (_FAILED, None, used, memory_size, error, trap.value, _PHASE_CALL, 0)
+            else:
+                packed = args[0].i64 & 0xFFFFFFFFFFFFFFFF
+                out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
+                if out_ptr + out_len > native.memory_data_size(ctx, memory):
+                    code, detail = _RESPONSE_OUT_OF_BOUNDS, packed
+                else:
+                    response = ctypes.string_at(native.memory_data(ctx, memory) + out_ptr, out_len)
+            used, memory_size = self._usage(ctx, memory, fuel, scratch)
+            return (code, response, used, memory_size, None, None, _PHASE_CALL, detail)
         finally:
-            if not native.get_fuel(ctx, scratch.fuel_ref):
-                attempt.fuel_used = fuel - scratch.fuel.value
-            if memory is not None:
-                attempt.memory_bytes = native.memory_data_size(ctx, memory)
+            native.store_delete(store)
 
-    def _call(self, ctx: int, scratch: _Scratch, func: Any, memory: Any, limits: Limits) -> None:
-        """Call ``func`` with ``scratch.args`` (results land there too)."""
-        error = _native.func_call_unchecked(ctx, func, scratch.args, 2, scratch.trap_ref)
-        if error or scratch.trap.value:
-            raise self._failure(ctx, memory, limits, error, scratch.trap, "call")
+    @staticmethod
+    def _usage(ctx: int, memory: Any, fuel: int, scratch: _Scratch) -> tuple[int, int]:
+        """(fuel used, memory bytes) of a Store."""
+        used = 0 if _native.get_fuel(ctx, scratch.fuel_ref) else fuel - scratch.fuel.value
+        return used, _native.memory_data_size(ctx, memory)
+
+    @staticmethod
+    def _set_wasi(ctx: int, limits: Limits, log_key: int) -> int | None:
+        """WASI for this Store: the function's env, stdout/stderr into its log, nothing else."""
+        native = _native
+        wasi = native.wasi_config_new()
+        count, keys, values = limits.env_arrays
+        if count:
+            native.wasi_config_set_env(wasi, count, keys, values)
+        native.wasi_config_set_stdout_custom(wasi, _capture_output, log_key, native.NO_FINALIZER)
+        native.wasi_config_set_stderr_custom(wasi, _capture_output, log_key, native.NO_FINALIZER)
+        return native.set_wasi(ctx, wasi)  # type: ignore[no-any-return]
 
     def _failure(
-        self, ctx: int, memory: Any, limits: Limits, error: int | None, trap: c_void_p, phase: str
+        self,
+        code: int,
+        memory_size: int,
+        request_size: int,
+        limits: Limits,
+        error: int | None,
+        trap: int | None,
+        phase: int,
+        detail: int,
     ) -> InvocationError:
-        """Translate a wasmtime trap or error into our error tree (the sandbox edge)."""
+        """Translate what went wrong into our error tree (the sandbox edge).
+
+        Raises ``Throttled`` when no sandbox slot is free and ``WasmhostError``
+        when a Store cannot be set up: those are the host's problems, not the guest's.
+        """
+        if code == _ALLOC_NULL:
+            return OutOfMemory(f"guest could not allocate {request_size} bytes for the request")
+        if code == _ALLOC_OUT_OF_BOUNDS:
+            return Trap(f"wasmhost_alloc returned {detail}, outside the guest's {memory_size}-byte memory")
+        if code == _RESPONSE_OUT_OF_BOUNDS:
+            out_ptr, out_len = detail >> 32, detail & 0xFFFFFFFF
+            return InvalidResponse(
+                f"wasmhost_handle returned bytes {out_ptr}..{out_ptr + out_len}, "
+                f"outside the guest's {memory_size}-byte memory"
+            )
         aborted, _current.aborted = _current.aborted, False
         wasmtime._func.LAST_EXCEPTION = None  # set by a host function that raised; never read
+        where = "instantiation" if phase == _PHASE_INSTANTIATE else "call"
         if error:
             exc = _native.take_error(error)
+            message = _flatten(str(exc))
+            if phase == _PHASE_SETUP:
+                raise WasmhostError(f"could not set up a sandbox: {message}")
             if aborted:
                 return Timeout("timed out")
-            message = _flatten(str(exc))
             if isinstance(exc, wasmtime.ExitTrap):
                 return Trap(f"guest exited with status {exc.code}")
             if "memory" in message and ("exceeds" in message or "limit" in message):
-                return OutOfMemory(f"{phase} failed: {message}")
+                return OutOfMemory(f"{where} failed: {message}")
             if "concurrent" in message or "pooling" in message:
                 raise Throttled(f"no sandbox slot free in this process: {message}")
-            return Trap(f"{phase} failed: {message}")
-        wasm_trap = _native.take_trap(trap.value or 0)
-        code = wasm_trap.trap_code
-        if code == wasmtime.TrapCode.INTERRUPT or aborted:
+            return Trap(f"{where} failed: {message}")
+        wasm_trap = _native.take_trap(trap or 0)
+        trap_code = wasm_trap.trap_code
+        if trap_code == wasmtime.TrapCode.INTERRUPT or aborted:
             return Timeout("timed out")
-        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        if trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
             return FuelExhausted(f"function used its fuel budget of {limits.fuel}")
         message = _flatten(wasm_trap.message)
-        if memory is not None:
-            size = _native.memory_data_size(ctx, memory)
-            if size + WASM_PAGE > limits.memory_bytes:
-                return OutOfMemory(
-                    f"function ran out of memory: {size // MiB} MB in use, limit "
-                    f"{limits.memory_bytes // MiB} MB ({message})"
-                )
+        if phase == _PHASE_CALL and memory_size and memory_size + WASM_PAGE > limits.memory_bytes:
+            return OutOfMemory(
+                f"function ran out of memory: {memory_size // MiB} MB in use, limit "
+                f"{limits.memory_bytes // MiB} MB ({message})"
+            )
         return Trap(message)
-
-
-def _check(error: int | None) -> None:
-    if error:
-        raise WasmhostError(_flatten(str(_native.take_error(error))))
 
 
 def _flatten(message: str) -> str:

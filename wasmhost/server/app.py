@@ -7,8 +7,9 @@ Built by :func:`create_app` from a :class:`~wasmhost.Host` (or, for
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -8,7 +8,8 @@ messages. Everything else goes through Starlette (``management``).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..errors import InvalidRequest, InvalidResponse, PayloadTooLarge, WasmhostError
 from ..host import Host

@@ -1,0 +1,251 @@
+/*
+ * wasmhost._fastpath: one invocation of a core-module guest in one C call.
+ *
+ * The Python invoke path (wasmhost/sandbox.py) makes about twenty ctypes calls
+ * per invocation; each costs more than the wasmtime work behind it. This module
+ * makes the same wasmtime C-API calls, in the same order, from C: a fresh Store
+ * with its limits, WASI if the guest imports it, instantiation from an
+ * InstancePre, the ABI calls (_initialize, wasmhost_alloc, wasmhost_handle),
+ * the response copied out, the Store deleted. The GIL is released while guest
+ * code runs. Errors are not interpreted here: the raw wasmtime error or trap
+ * pointer goes back to Python, which translates it (sandbox.Sandbox._failure).
+ *
+ * wasmtime's functions are found with dlsym in the library wasmtime-py already
+ * loaded (pinned to 50.0.x in pyproject.toml); the struct layouts below are
+ * those of its C API, checked against wasmtime-py's ctypes declarations by
+ * tests/test_fastpath.py.
+ *
+ * If this extension cannot be built, wasmhost falls back to the ctypes path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct { uint64_t store_id; void *private_; } wt_func;
+typedef struct { struct { uint64_t store_id; uint32_t private1; } a; uint32_t private2; } wt_memory;
+typedef struct { uint8_t kind; union { wt_func func; wt_memory memory; uint8_t pad[24]; } of; } wt_extern;
+typedef struct { uint64_t store_id; size_t private_; } wt_instance;
+typedef union { int32_t i32; int64_t i64; uint8_t v128[16]; } wt_val_raw;
+typedef intptr_t (*output_fn)(void *, const unsigned char *, size_t);
+
+static void *(*store_new)(void *engine, void *data, void (*finalizer)(void *));
+static void *(*store_context)(void *store);
+static void (*store_limiter)(void *store, int64_t, int64_t, int64_t, int64_t, int64_t);
+static void (*store_delete)(void *store);
+static void (*set_epoch_deadline)(void *ctx, uint64_t);
+static void *(*set_fuel)(void *ctx, uint64_t);
+static void *(*get_fuel)(void *ctx, uint64_t *);
+static void *(*wasi_config_new)(void);
+static int (*wasi_config_set_env)(void *, size_t, const char *const *, const char *const *);
+static void (*wasi_config_set_stdout_custom)(void *, output_fn, void *, void (*)(void *));
+static void (*wasi_config_set_stderr_custom)(void *, output_fn, void *, void (*)(void *));
+static void *(*set_wasi)(void *ctx, void *wasi);
+static void *(*instance_pre_instantiate)(void *pre, void *ctx, wt_instance *, void **trap);
+static int (*instance_export_nth)(void *ctx, const wt_instance *, size_t, char **, size_t *, wt_extern *);
+static void *(*func_call_unchecked)(void *ctx, const wt_func *, wt_val_raw *, size_t, void **trap);
+static uint8_t *(*memory_data)(void *ctx, const wt_memory *);
+static size_t (*memory_data_size)(void *ctx, const wt_memory *);
+
+static int bound = 0;
+
+#define BIND(name, symbol)                                                     \
+    do {                                                                       \
+        *(void **)(&name) = dlsym(lib, symbol);                                \
+        if (!name) {                                                           \
+            PyErr_Format(PyExc_RuntimeError, "wasmtime has no %s", symbol);    \
+            return NULL;                                                       \
+        }                                                                      \
+    } while (0)
+
+/* bind(path): find the wasmtime C API in the library at `path`. */
+static PyObject *fp_bind(PyObject *self, PyObject *args) {
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s", &path)) return NULL;
+    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) lib = dlopen(path, RTLD_NOW);
+    if (!lib) {
+        PyErr_Format(PyExc_RuntimeError, "cannot open %s: %s", path, dlerror());
+        return NULL;
+    }
+    BIND(store_new, "wasmtime_store_new");
+    BIND(store_context, "wasmtime_store_context");
+    BIND(store_limiter, "wasmtime_store_limiter");
+    BIND(store_delete, "wasmtime_store_delete");
+    BIND(set_epoch_deadline, "wasmtime_context_set_epoch_deadline");
+    BIND(set_fuel, "wasmtime_context_set_fuel");
+    BIND(get_fuel, "wasmtime_context_get_fuel");
+    BIND(wasi_config_new, "wasi_config_new");
+    BIND(wasi_config_set_env, "wasi_config_set_env");
+    BIND(wasi_config_set_stdout_custom, "wasi_config_set_stdout_custom");
+    BIND(wasi_config_set_stderr_custom, "wasi_config_set_stderr_custom");
+    BIND(set_wasi, "wasmtime_context_set_wasi");
+    BIND(instance_pre_instantiate, "wasmtime_instance_pre_instantiate");
+    BIND(instance_export_nth, "wasmtime_instance_export_nth");
+    BIND(func_call_unchecked, "wasmtime_func_call_unchecked");
+    BIND(memory_data, "wasmtime_memory_data");
+    BIND(memory_data_size, "wasmtime_memory_data_size");
+    bound = 1;
+    Py_RETURN_NONE;
+}
+
+static void no_finalizer(void *data) { (void)data; }
+
+/* Outcome codes (the first element of run()'s result tuple). */
+enum {
+    FP_OK = 0,          /* response bytes returned */
+    FP_FAILED = 1,      /* a wasmtime error or trap: (error_ptr, trap_ptr, phase) */
+    FP_ALLOC_NULL = 2,  /* wasmhost_alloc returned 0 */
+    FP_ALLOC_OOB = 3,   /* wasmhost_alloc returned a pointer outside memory */
+    FP_RESPONSE_OOB = 4 /* wasmhost_handle pointed outside memory */
+};
+
+/* Phases for FP_FAILED. */
+enum { PHASE_SETUP = 0, PHASE_INSTANTIATE = 1, PHASE_CALL = 2 };
+
+/*
+ * run(engine, pre, memory_index, alloc_index, handle_index, initialize_index,
+ *     memory_bytes, table_elements, deadline_ticks, fuel,
+ *     output_callback, log_key, env_count, env_keys, env_values, request)
+ *
+ * Pointers are passed as ints. initialize_index < 0 means none; output_callback
+ * == 0 means the guest does not import WASI. Returns
+ *     (code, response | None, fuel_used, memory_bytes, error_ptr, trap_ptr, phase, detail)
+ * where detail is the offending pointer for FP_ALLOC_OOB / FP_RESPONSE_OOB.
+ */
+static PyObject *fp_run(PyObject *self, PyObject *args) {
+    unsigned long long engine, pre, callback, env_keys, env_values;
+    long long memory_index, alloc_index, handle_index, init_index, memory_bytes, table_elements;
+    unsigned long long ticks, fuel, log_key, env_count;
+    Py_buffer request;
+    if (!PyArg_ParseTuple(args, "KKLLLLLLKKKKKKKy*", &engine, &pre, &memory_index, &alloc_index,
+                          &handle_index, &init_index, &memory_bytes, &table_elements, &ticks, &fuel,
+                          &callback, &log_key, &env_count, &env_keys, &env_values, &request))
+        return NULL;
+    if (!bound) {
+        PyBuffer_Release(&request);
+        PyErr_SetString(PyExc_RuntimeError, "wasmhost._fastpath.bind() was not called");
+        return NULL;
+    }
+
+    int code = FP_OK, phase = PHASE_SETUP;
+    void *error = NULL, *trap = NULL;
+    uint64_t detail = 0, remaining = 0, fuel_used = 0;
+    size_t memory_size = 0;
+    int have_memory = 0;
+    PyObject *response = NULL;
+    uint8_t *out = NULL;
+    uint32_t out_len = 0;
+    wt_instance instance;
+    wt_extern memory_ext, alloc_ext, handle_ext, init_ext;
+    char *name;
+    size_t name_len;
+    wt_val_raw vals[2];
+
+    void *store = store_new((void *)(uintptr_t)engine, NULL, no_finalizer);
+    void *ctx = store_context(store);
+    store_limiter(store, memory_bytes, table_elements, -1, -1, -1);
+    set_epoch_deadline(ctx, ticks);
+    error = set_fuel(ctx, fuel);
+    if (!error && callback) {
+        void *wasi = wasi_config_new();
+        if (env_count)
+            wasi_config_set_env(wasi, (size_t)env_count, (const char *const *)(uintptr_t)env_keys,
+                                (const char *const *)(uintptr_t)env_values);
+        wasi_config_set_stdout_custom(wasi, (output_fn)(uintptr_t)callback, (void *)(uintptr_t)log_key,
+                                      no_finalizer);
+        wasi_config_set_stderr_custom(wasi, (output_fn)(uintptr_t)callback, (void *)(uintptr_t)log_key,
+                                      no_finalizer);
+        error = set_wasi(ctx, wasi);
+    }
+    if (error) {
+        code = FP_FAILED;
+        goto done;
+    }
+
+    Py_BEGIN_ALLOW_THREADS
+    phase = PHASE_INSTANTIATE;
+    error = instance_pre_instantiate((void *)(uintptr_t)pre, ctx, &instance, &trap);
+    if (!error && !trap) {
+        phase = PHASE_CALL;
+        instance_export_nth(ctx, &instance, (size_t)memory_index, &name, &name_len, &memory_ext);
+        have_memory = 1;
+        instance_export_nth(ctx, &instance, (size_t)alloc_index, &name, &name_len, &alloc_ext);
+        instance_export_nth(ctx, &instance, (size_t)handle_index, &name, &name_len, &handle_ext);
+        if (init_index >= 0) {
+            instance_export_nth(ctx, &instance, (size_t)init_index, &name, &name_len, &init_ext);
+            error = func_call_unchecked(ctx, &init_ext.of.func, vals, 2, &trap);
+        }
+        if (!error && !trap) {
+            vals[0].i32 = (int32_t)request.len;
+            error = func_call_unchecked(ctx, &alloc_ext.of.func, vals, 2, &trap);
+        }
+        if (!error && !trap) {
+            uint32_t pointer = (uint32_t)vals[0].i32;
+            memory_size = memory_data_size(ctx, &memory_ext.of.memory);
+            if (pointer == 0 && request.len) {
+                code = FP_ALLOC_NULL;
+            } else if ((uint64_t)pointer + (uint64_t)request.len > memory_size) {
+                code = FP_ALLOC_OOB;
+                detail = pointer;
+            } else {
+                memcpy(memory_data(ctx, &memory_ext.of.memory) + pointer, request.buf, (size_t)request.len);
+                vals[0].i32 = (int32_t)pointer;
+                vals[1].i32 = (int32_t)request.len;
+                error = func_call_unchecked(ctx, &handle_ext.of.func, vals, 2, &trap);
+                if (!error && !trap) {
+                    uint64_t packed = (uint64_t)vals[0].i64;
+                    uint64_t out_ptr = packed >> 32;
+                    out_len = (uint32_t)packed;
+                    memory_size = memory_data_size(ctx, &memory_ext.of.memory);
+                    if (out_ptr + out_len > memory_size) {
+                        code = FP_RESPONSE_OOB;
+                        detail = packed;
+                    } else {
+                        out = memory_data(ctx, &memory_ext.of.memory) + out_ptr;
+                    }
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+
+    if (error || trap) code = FP_FAILED;
+    if (code == FP_OK) {
+        response = PyBytes_FromStringAndSize((const char *)out, out_len);
+        if (!response) {
+            Py_BEGIN_ALLOW_THREADS
+            store_delete(store);
+            Py_END_ALLOW_THREADS
+            PyBuffer_Release(&request);
+            return NULL;
+        }
+    }
+
+done:
+    if (!get_fuel(ctx, &remaining)) fuel_used = fuel - remaining;
+    if (have_memory && code != FP_OK) memory_size = memory_data_size(ctx, &memory_ext.of.memory);
+    Py_BEGIN_ALLOW_THREADS
+    store_delete(store);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&request);
+    if (!response) {
+        response = Py_None;
+        Py_INCREF(response);
+    }
+    return Py_BuildValue("(iNKnKKiK)", code, response, (unsigned long long)fuel_used,
+                         (Py_ssize_t)(have_memory ? memory_size : 0), (unsigned long long)(uintptr_t)error,
+                         (unsigned long long)(uintptr_t)trap, phase, (unsigned long long)detail);
+}
+
+static PyMethodDef methods[] = {
+    {"bind", fp_bind, METH_VARARGS, "bind(path): find wasmtime's C API in the library at path."},
+    {"run", fp_run, METH_VARARGS, "Run one invocation of a core-module guest (see the C source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "wasmhost._fastpath",
+                                    "One guest invocation in one C call.", -1, methods};
+
+PyMODINIT_FUNC PyInit__fastpath(void) { return PyModule_Create(&module); }
