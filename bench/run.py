@@ -149,7 +149,12 @@ def wrk(url: str, connections: int, seconds: float) -> dict:
     }
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": rps, "p50_ms": latency.get("50"), "p99_ms": latency.get("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": rps,
+        "p50_ms": latency.get("50"),
+        "p99_ms": latency.get("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def bench_http(rounds: int, seconds: float, workers: int) -> dict:
@@ -191,9 +196,7 @@ def bench_http(rounds: int, seconds: float, workers: int) -> dict:
             "c32_rps": median(system, "c32", "rps"),
             "non_2xx": sum(s["non_2xx"] for k in samples[system] for s in samples[system][k]),
         }
-    ratios = [
-        w["rps"] / b["rps"] for w, b in zip(samples["wasmhost"]["c32"], samples["starlette"]["c32"], strict=True)
-    ]
+    ratios = [w["rps"] / b["rps"] for w, b in zip(samples["wasmhost"]["c32"], samples["starlette"]["c32"], strict=True)]
     summary["c32_ratio_median"] = statistics.median(ratios)
     summary["c32_ratios"] = ratios
     summary["samples"] = samples
@@ -219,17 +222,41 @@ def main() -> None:
 
     ip, rs, to, h1 = report["in_process"], report["restart"], report["timeout_200ms"], report["http_1_worker"]
     rows = [
-        ("in-process invoke, C echo, fresh sandbox", f"p50 {ip['p50_us']:.0f} µs, p99 {ip['p99_us']:.0f} µs", "p50 ≤ 100 µs"),
+        (
+            "in-process invoke, C echo, fresh sandbox",
+            f"p50 {ip['p50_us']:.0f} µs, p99 {ip['p99_us']:.0f} µs",
+            "p50 ≤ 100 µs",
+        ),
         ("first invoke after restart", f"median {rs['median_ms']:.2f} ms, max {rs['max_ms']:.2f} ms", "< 5 ms"),
-        ("infinite loop, timeout 200 ms, stopped after", f"{to['min_ms']:.1f}–{to['max_ms']:.1f} ms (p50 {to['p50_ms']:.1f})", "200–230 ms"),
-        ("HTTP c=1 wasmhost", f"p50 {h1['wasmhost']['c1_p50_ms']:.3f} ms, p99 {h1['wasmhost']['c1_p99_ms']:.3f} ms", "p50 ≤ 1 ms"),
-        ("HTTP c=1 bare Starlette", f"p50 {h1['starlette']['c1_p50_ms']:.3f} ms, p99 {h1['starlette']['c1_p99_ms']:.3f} ms", ""),
-        ("HTTP c=32 wasmhost / bare Starlette", f"{h1['wasmhost']['c32_rps']:.0f} / {h1['starlette']['c32_rps']:.0f} req/s = {h1['c32_ratio_median']:.2f}×", "≥ 0.6×"),
+        (
+            "infinite loop, timeout 200 ms, stopped after",
+            f"{to['min_ms']:.1f}–{to['max_ms']:.1f} ms (p50 {to['p50_ms']:.1f})",
+            "200–230 ms",
+        ),
+        (
+            "HTTP c=1 wasmhost",
+            f"p50 {h1['wasmhost']['c1_p50_ms']:.3f} ms, p99 {h1['wasmhost']['c1_p99_ms']:.3f} ms",
+            "p50 ≤ 1 ms",
+        ),
+        (
+            "HTTP c=1 bare Starlette",
+            f"p50 {h1['starlette']['c1_p50_ms']:.3f} ms, p99 {h1['starlette']['c1_p99_ms']:.3f} ms",
+            "",
+        ),
+        (
+            "HTTP c=32 wasmhost / bare Starlette",
+            f"{h1['wasmhost']['c32_rps']:.0f} / {h1['starlette']['c32_rps']:.0f} req/s = {h1['c32_ratio_median']:.2f}×",
+            "≥ 0.6×",
+        ),
     ]
     if "http_2_workers" in report:
         h2 = report["http_2_workers"]
         rows.append(
-            ("HTTP c=32, 2 workers each", f"{h2['wasmhost']['c32_rps']:.0f} / {h2['starlette']['c32_rps']:.0f} req/s = {h2['c32_ratio_median']:.2f}×", "")
+            (
+                "HTTP c=32, 2 workers each",
+                f"{h2['wasmhost']['c32_rps']:.0f} / {h2['starlette']['c32_rps']:.0f} req/s = {h2['c32_ratio_median']:.2f}×",
+                "",
+            )
         )
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':{width}}  {'result':44}  target")

@@ -50,7 +50,8 @@ C_DIR = GUESTS / "c"
 #  -s                        strip: zig's prebuilt wasi-libc carries ~900 KiB of
 #                            DWARF; stripped modules are ~8-30 KiB.
 C_FLAGS = [
-    "-target", "wasm32-wasi",
+    "-target",
+    "wasm32-wasi",
     "-mexec-model=reactor",
     "-O2",
     "-s",
@@ -88,8 +89,7 @@ def _is_fresh(out: Path, inputs: Sequence[Path]) -> bool:
     return all(out_mtime > p.stat().st_mtime_ns for p in inputs)
 
 
-def _compile(out: Path, inputs: Sequence[Path], cmd_for: Callable[[Path], list[str]],
-             opts: Options) -> Result:
+def _compile(out: Path, inputs: Sequence[Path], cmd_for: Callable[[Path], list[str]], opts: Options) -> Result:
     """Run ``cmd_for(tmp_output)`` unless ``out`` is fresh; rename into place."""
     if not opts.force and _is_fresh(out, inputs):
         return Result(out, "fresh")
@@ -121,8 +121,7 @@ def build_c(opts: Options) -> list[Result]:
         out = DIST / f"{src.stem}.wasm"
 
         def cmd(tmp: Path, src: Path = src) -> list[str]:
-            return [sys.executable, "-m", "ziglang", "cc", *C_FLAGS,
-                    "-I", str(C_DIR), "-o", str(tmp), str(src)]
+            return [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, "-I", str(C_DIR), "-o", str(tmp), str(src)]
 
         results.append(_compile(out, [src, header, Path(__file__).resolve()], cmd, opts))
     return results
@@ -150,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="artifact names to build (default: all)")
     parser.add_argument("--clean", action="store_true", help="delete guests/dist/*.wasm and exit")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    parser.add_argument("--lang", action="append", choices=sorted(BUILDERS),
-                        help="only this language (repeatable; default: all)")
+    parser.add_argument(
+        "--lang", action="append", choices=sorted(BUILDERS), help="only this language (repeatable; default: all)"
+    )
     args = parser.parse_args(argv)
 
     if args.clean:

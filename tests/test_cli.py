@@ -28,7 +28,9 @@ def run(*args: str, data_dir: Path | None = None, check: bool = True, env: dict 
 def test_deploy_invoke_list_get_config_delete(tmp_path, guests):
     data = tmp_path / "data"
     deployed = json.loads(
-        run("deploy", "echo", str(guests / "echo.wasm"), "--memory-mb", "16", "--timeout-ms", "1000", data_dir=data).stdout
+        run(
+            "deploy", "echo", str(guests / "echo.wasm"), "--memory-mb", "16", "--timeout-ms", "1000", data_dir=data
+        ).stdout
     )
     assert deployed["config"]["memory_mb"] == 16 and deployed["config"]["timeout_ms"] == 1000
 

@@ -16,12 +16,14 @@ This pins us to wasmtime 50.0.x's C ABI (see pyproject.toml).
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 from ctypes import POINTER, c_bool, c_char, c_int64, c_size_t, c_uint8, c_uint64, c_void_p
 
+import wasmtime
 from wasmtime import _ffi as ffi
 
-gil = ctypes.PyDLL(ffi.filename)
-nogil = ctypes.CDLL(ffi.filename)
+gil = ctypes.PyDLL(str(ffi.filename))
+nogil = ctypes.CDLL(str(ffi.filename))
 
 # Opaque handles are passed around as void pointers.
 StorePtr = c_void_p
@@ -39,15 +41,15 @@ EXTERN_FUNC = 0
 EXTERN_MEMORY = 3
 
 FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)
-NO_FINALIZER = ctypes.cast(None, FINALIZER)
+NO_FINALIZER = FINALIZER()  # a NULL function pointer
 OUTPUT_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_ssize_t, c_void_p, POINTER(c_uint8), c_size_t)
 
 
-def _proto(lib: ctypes.CDLL, name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
+def _proto(lib: ctypes.CDLL, name: str, restype: object, *argtypes: object) -> Any:
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 store_new = _proto(gil, "wasmtime_store_new", StorePtr, c_void_p, c_void_p, FINALIZER)
@@ -93,11 +95,9 @@ func_call_unchecked = _proto(
 )
 
 
-def take_trap(pointer: int) -> ffi.wasm_trap_t:
+def take_trap(pointer: int) -> wasmtime.Trap:
     """Wrap a raw ``wasm_trap_t*`` in wasmtime-py's ``Trap`` (which then owns and frees it)."""
-    from wasmtime import Trap
-
-    return Trap._from_ptr(ctypes.cast(pointer, POINTER(ffi.wasm_trap_t)))
+    return wasmtime.Trap._from_ptr(ctypes.cast(pointer, POINTER(ffi.wasm_trap_t)))
 
 
 def take_error(pointer: int) -> Exception:

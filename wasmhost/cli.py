@@ -77,9 +77,7 @@ def _config_options(fn: Any) -> Any:
             click.option("--memory-mb", type=int, default=None, help="Memory limit in MiB (default 128)."),
             click.option("--timeout-ms", type=int, default=None, help="Timeout in ms (default 3000)."),
             click.option("--fuel", type=int, default=None, help="CPU budget in fuel units (default unlimited)."),
-            click.option(
-                "--reserved-concurrency", type=int, default=None, help="Most concurrent invocations."
-            ),
+            click.option("--reserved-concurrency", type=int, default=None, help="Most concurrent invocations."),
             click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable."),
         ]
     ):
@@ -236,9 +234,7 @@ def delete(target: Target, name: str) -> None:
 @click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
-@click.option(
-    "--admin-token", envvar="WASMHOST_ADMIN_TOKEN", default=None, help="Bearer token for management routes."
-)
+@click.option("--admin-token", envvar="WASMHOST_ADMIN_TOKEN", default=None, help="Bearer token for management routes.")
 @click.option(
     "--deploy-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -42,10 +42,8 @@ class Client:
         return response
 
     def deploy(self, name: str, code: bytes, config: FunctionConfig) -> dict[str, Any]:
-        params: list[tuple[str, str]] = [
-            (key, str(value))
-            for key, value in config.to_dict().items()
-            if key != "env" and value is not None
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            (key, str(value)) for key, value in config.to_dict().items() if key != "env" and value is not None
         ]
         params += [("env", f"{k}={v}") for k, v in config.env.items()]
         response = self.http.put(f"/functions/{name}", content=code, params=params)

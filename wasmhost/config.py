@@ -54,9 +54,7 @@ class FunctionConfig:
         size = 0
         for key, value in self.env.items():
             if not isinstance(key, str) or not ENV_NAME.match(key):
-                raise InvalidConfig(
-                    f"env name {key!r} is invalid: use letters, digits and _, starting with a letter"
-                )
+                raise InvalidConfig(f"env name {key!r} is invalid: use letters, digits and _, starting with a letter")
             if not isinstance(value, str):
                 raise InvalidConfig(f"env value of {key} must be a string")
             size += len(key.encode()) + len(value.encode())
@@ -123,6 +121,7 @@ class HostConfig:
         for f in dataclasses.fields(cls):
             raw = os.environ.get(f"WASMHOST_{f.name.upper()}")
             if raw is not None:
-                values[f.name] = type(f.default)(raw)
+                convert: Any = type(f.default)
+                values[f.name] = convert(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

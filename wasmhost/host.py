@@ -101,9 +101,7 @@ class Host:
     def executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    self.config.worker_threads, thread_name_prefix="wasmhost-invoke"
-                )
+                self._executor = ThreadPoolExecutor(self.config.worker_threads, thread_name_prefix="wasmhost-invoke")
             return self._executor
 
     def warm_up(self) -> None:
@@ -240,9 +238,7 @@ class Host:
             raise InvalidRequest(f"event cannot be encoded: {exc}") from None
         return _Call(request_id, request, timeout_ms, time.monotonic(), cold)
 
-    def _finish(
-        self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None
-    ) -> InvocationResult:
+    def _finish(self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None) -> InvocationResult:
         """Run the guest once and build the result (raises ``SliceExpired`` from an inline slice)."""
         attempt = self.sandbox.run(
             ready.prepared,
@@ -324,8 +320,7 @@ def to_wasm(code: bytes | str) -> bytes:
     if code[:4] == WASM_MAGIC:
         if code[4:8] != CORE_VERSION:
             raise InvalidModule(
-                "this is a WebAssembly component (or an unknown version); only core modules "
-                "(version 1) are supported"
+                "this is a WebAssembly component (or an unknown version); only core modules (version 1) are supported"
             )
         return code
     try:

@@ -478,10 +478,4 @@ def _poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int,
 
 
 def _event(userdata: int, error: int, kind: int) -> bytes:
-    return (
-        userdata.to_bytes(8, "little")
-        + error.to_bytes(2, "little")
-        + bytes([kind])
-        + bytes(5)
-        + bytes(16)
-    )
+    return userdata.to_bytes(8, "little") + error.to_bytes(2, "little") + bytes([kind]) + bytes(5) + bytes(16)

@@ -25,9 +25,7 @@ class ConcurrencyGate:
         """Take a slot for ``name`` or raise ``Throttled`` saying which limit was hit."""
         with self._lock:
             if reserved is not None and self.per_function[name] >= reserved:
-                raise Throttled(
-                    f"function {name!r} is at its reserved concurrency of {reserved}", retry_after_s=1
-                )
+                raise Throttled(f"function {name!r} is at its reserved concurrency of {reserved}", retry_after_s=1)
             if self.in_flight >= self.host_limit:
                 raise Throttled(f"host is at its concurrency limit of {self.host_limit}", retry_after_s=1)
             self.per_function[name] += 1

@@ -56,13 +56,10 @@ def inspect_module(module: wasmtime.Module) -> CoreLayout:
             uses_wasi = True
         elif imp.module == HOST_MODULE:
             if imp.name not in HOST_FUNCTIONS:
-                raise InvalidModule(
-                    f"module imports {HOST_MODULE}.{imp.name}, which this host does not provide"
-                )
+                raise InvalidModule(f"module imports {HOST_MODULE}.{imp.name}, which this host does not provide")
         else:
             raise InvalidModule(
-                f"module imports {imp.module}.{imp.name}: only {WASI_MODULE} and "
-                f"{HOST_MODULE} imports are allowed"
+                f"module imports {imp.module}.{imp.name}: only {WASI_MODULE} and {HOST_MODULE} imports are allowed"
             )
 
     found: dict[str, int] = {}
@@ -82,9 +79,7 @@ def inspect_module(module: wasmtime.Module) -> CoreLayout:
     missing = [name for name in ("memory", "wasmhost_alloc", "wasmhost_handle") if name not in found]
     if missing:
         raise InvalidModule(
-            "module is missing the guest ABI export(s) "
-            + ", ".join(repr(m) for m in missing)
-            + " (see guests/ABI.md)"
+            "module is missing the guest ABI export(s) " + ", ".join(repr(m) for m in missing) + " (see guests/ABI.md)"
         )
     return CoreLayout(
         memory=found["memory"],
@@ -115,8 +110,7 @@ def decode_response(data: bytes) -> Any:
         raise InvalidResponse(f"response is not valid msgpack: {exc}") from None
     if not isinstance(response, dict) or len(response) != 1:
         raise InvalidResponse(
-            'response must be a msgpack map with exactly one key, "ok" or "error"; got '
-            + _describe(response)
+            'response must be a msgpack map with exactly one key, "ok" or "error"; got ' + _describe(response)
         )
     if "ok" in response:
         return response["ok"]

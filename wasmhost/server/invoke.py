@@ -8,15 +8,15 @@ messages. Everything else goes through Starlette (``management``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..errors import InvalidRequest, InvalidResponse, PayloadTooLarge, WasmhostError
 from ..host import Host
 from .http import JSON, MSGPACK, decode_body, encode_body, error_body, error_headers, wants_msgpack
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class InvokeEndpoint:
@@ -55,10 +55,10 @@ class InvokeEndpoint:
         try:
             payload = encode_body(result.payload, as_msgpack)
         except (TypeError, ValueError) as exc:
-            error = InvalidResponse(
+            unencodable = InvalidResponse(
                 f"the function's answer cannot be encoded as JSON ({exc}); ask for application/msgpack"
             )
-            await self._answer_error(send, error, result.request_id, as_msgpack, headers)
+            await self._answer_error(send, unencodable, result.request_id, as_msgpack, headers)
             return
         headers.append((b"content-type", MSGPACK if as_msgpack else JSON))
         await _respond(send, 200, headers, payload)
