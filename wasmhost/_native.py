@@ -16,8 +16,8 @@ This pins us to wasmtime 50.0.x's C ABI (see pyproject.toml).
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 from ctypes import POINTER, c_bool, c_char, c_int64, c_size_t, c_uint8, c_uint64, c_void_p
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
