@@ -173,3 +173,15 @@ def test_concurrent_invocations_from_many_threads(host, guest):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_prepared_code_is_bounded_by_the_cache_size(tmp_path, guest):
+    from wasmhost import HostConfig
+
+    with Host(config=HostConfig(data_dir=str(tmp_path), instance_cache_size=2)) as host:
+        for i in range(5):
+            host.deploy(f"f{i}", guest("echo") if i % 2 else guest("counter"))
+        for i in range(5):
+            assert host.invoke(f"f{i}", i).error is None
+        assert len(host._prepared) <= 2 and len(host._ready) <= 2
+        assert host.invoke("f0", 0).payload == 1  # evicted, loaded again from the cache

@@ -72,7 +72,9 @@ class Host:
         self.sandbox = Sandbox(self.engine, config.log_limit_bytes)
         self.gate = ConcurrencyGate(config.max_concurrency)
         self._prepared: OrderedDict[str, Prepared] = OrderedDict()
-        self._ready: dict[str, _Ready] = {}
+        # name -> ready-to-run version; bounded like the LRU below (evicted oldest
+        # first, so that many functions cannot pin every compiled module).
+        self._ready: OrderedDict[str, _Ready] = OrderedDict()
         self._slow_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -217,6 +219,8 @@ class Host:
         }
         ready = _Ready(record, prepared, limits, context)
         self._ready[name] = ready
+        while len(self._ready) > self.config.instance_cache_size:
+            self._ready.popitem(last=False)
         return ready, cold
 
     def _remember(self, prepared: Prepared) -> None:
