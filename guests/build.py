@@ -23,12 +23,14 @@ Standard library only (Python 3.11+).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GUESTS = Path(__file__).resolve().parent
 REPO = GUESTS.parent
@@ -89,14 +91,23 @@ def _is_fresh(out: Path, inputs: Sequence[Path]) -> bool:
     return all(out_mtime > p.stat().st_mtime_ns for p in inputs)
 
 
-def _compile(out: Path, inputs: Sequence[Path], cmd_for: Callable[[Path], list[str]], opts: Options) -> Result:
+def _compile(
+    out: Path,
+    inputs: Sequence[Path],
+    cmd_for: Callable[[Path], list[str]],
+    opts: Options,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Result:
     """Run ``cmd_for(tmp_output)`` unless ``out`` is fresh; rename into place."""
     if not opts.force and _is_fresh(out, inputs):
         return Result(out, "fresh")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
     try:
-        proc = subprocess.run(cmd_for(tmp), cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(
+            cmd_for(tmp), cwd=cwd or REPO, capture_output=True, text=True, env={**os.environ, **(env or {})}
+        )
         if proc.returncode != 0 or not tmp.exists():
             msg = (proc.stderr + proc.stdout).strip() or f"exit status {proc.returncode}"
             return Result(out, "FAILED", msg)
@@ -127,10 +138,57 @@ def build_c(opts: Options) -> list[Result]:
     return results
 
 
-# Later: build_zig, build_go, build_rust, build_assemblyscript.
-BUILDERS: dict[str, Callable[[Options], list[Result]]] = {
-    "c": build_c,
-}
+@dataclass
+class Artifact:
+    """One thing a language plugin builds: ``guests/dist/<name>.wasm``."""
+
+    name: str
+    inputs: list[Path]
+    command: Callable[[Path], list[str]]  # given the temporary output path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+
+
+def _plugin_builder(lang: str, plugin: Any) -> Callable[[Options], list[Result]]:
+    """A builder for ``guests/<lang>/builder.py``.
+
+    The plugin defines ``toolchain_missing() -> str | None`` (why its toolchain
+    is unavailable, or None) and ``artifacts()``, a list of dicts with the
+    fields of :class:`Artifact` (``name``, ``inputs``, ``command``, and
+    optionally ``env`` and ``cwd``).
+    """
+
+    def build(opts: Options) -> list[Result]:
+        reason = plugin.toolchain_missing()
+        if reason:
+            print(f"skip   {lang}: {reason}", file=sys.stderr, flush=True)
+            return []
+        results = []
+        for fields in plugin.artifacts():
+            artifact = Artifact(**fields)
+            if opts.only and artifact.name not in opts.only:
+                continue
+            out = DIST / f"{artifact.name}.wasm"
+            inputs = [*artifact.inputs, Path(plugin.__file__).resolve()]
+            results.append(_compile(out, inputs, artifact.command, opts, artifact.env, artifact.cwd))
+        return results
+
+    return build
+
+
+def _load_plugins() -> dict[str, Callable[[Options], list[Result]]]:
+    builders: dict[str, Callable[[Options], list[Result]]] = {"c": build_c}
+    for path in sorted(GUESTS.glob("*/builder.py")):
+        spec = importlib.util.spec_from_file_location(f"wasmhost_guest_builder_{path.parent.name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        builders[path.parent.name] = _plugin_builder(path.parent.name, module)
+    return builders
+
+
+BUILDERS = _load_plugins()
 
 
 def clean() -> int:
