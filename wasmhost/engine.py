@@ -24,11 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
+import wasmtime.component as wc
 from wasmtime import _ffi as ffi
 
 from . import _native
 from .config import MAX_MEMORY_MB, HostConfig, MiB
 from .errors import InvalidModule
+
+Compiled = wasmtime.Module | wc.Component
 
 #: Table elements a store may grow to (large enough for big components).
 TABLE_ELEMENTS = 100_000
@@ -157,15 +160,15 @@ class CompileCache:
     def path(self, digest: str) -> Path:
         return self.directory / f"{digest}-{self.fingerprint}.cwasm"
 
-    def compile(self, digest: str, wasm: bytes) -> wasmtime.Module:
-        """Validate and compile ``wasm``, store its native code, return the module.
+    def compile(self, digest: str, wasm: bytes, kind: str = "module") -> Compiled:
+        """Validate and compile ``wasm`` (a core module or a component), store its native code.
 
         Raises ``InvalidModule`` when wasmtime rejects the bytes.
         """
         try:
-            module = wasmtime.Module(self.engine, wasm)
+            module: Compiled = (wc.Component if kind == "component" else wasmtime.Module)(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
-            raise InvalidModule(f"module failed validation: {one_line(exc)}") from None
+            raise InvalidModule(f"{kind} failed validation: {one_line(exc)}") from None
         self.compiles += 1
         path = self.path(digest)
         if not path.exists():
@@ -176,17 +179,18 @@ class CompileCache:
             os.replace(tmp, path)
         return module
 
-    def load(self, digest: str, wasm_loader: Callable[[], bytes]) -> tuple[wasmtime.Module, bool]:
+    def load(self, digest: str, wasm_loader: Callable[[], bytes], kind: str = "module") -> tuple[Compiled, bool]:
         """The module for ``digest``, mapped from the cache, compiling only if absent.
 
         Returns ``(module, compiled)``; ``compiled`` is True when the cache missed
         (a new engine version, or a cache directory wiped by hand).
         """
         path = self.path(digest)
+        loader = wc.Component if kind == "component" else wasmtime.Module
         try:
-            return wasmtime.Module.deserialize_file(self.engine, str(path)), False
+            return loader.deserialize_file(self.engine, str(path)), False
         except (FileNotFoundError, wasmtime.WasmtimeError):
-            return self.compile(digest, wasm_loader()), True
+            return self.compile(digest, wasm_loader(), kind), True
 
 
 class WasmEngine:

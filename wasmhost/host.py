@@ -25,10 +25,20 @@ from typing import Any
 
 import wasmtime
 
+from .abi.component import inspect_component
 from .abi.core import decode_response, encode_request, inspect_module
+from .component_sandbox import ComponentSandbox, PreparedComponent
 from .config import FunctionConfig, HostConfig, MiB
 from .engine import WasmEngine, one_line
-from .errors import FunctionError, InvalidModule, InvalidName, InvalidRequest, InvocationError
+from .errors import (
+    FunctionError,
+    InvalidModule,
+    InvalidName,
+    InvalidRequest,
+    InvocationError,
+    OutOfMemory,
+    Timeout,
+)
 from .registry import BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
 from .sandbox import Limits, Prepared, Sandbox, SliceExpired
@@ -45,9 +55,11 @@ class _Ready:
     """A function version ready to run: its record, prepared code and limits."""
 
     record: FunctionRecord
-    prepared: Prepared
+    prepared: Prepared | PreparedComponent
     limits: Limits
     context: dict[str, Any]
+    env: dict[str, str] | None = None
+    """The environment, for components (whose WASI is set up in Python); None for core modules."""
 
 
 class Host:
@@ -70,8 +82,9 @@ class Host:
         self.blobs = BlobStore(root / "blobs")
         self.engine = WasmEngine(config)
         self.sandbox = Sandbox(self.engine, config.log_limit_bytes)
+        self.components = ComponentSandbox(self.engine, config.log_limit_bytes)
         self.gate = ConcurrencyGate(config.max_concurrency)
-        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+        self._prepared: OrderedDict[str, Prepared | PreparedComponent] = OrderedDict()
         # name -> ready-to-run version; bounded like the LRU below (evicted oldest
         # first, so that many functions cannot pin every compiled module).
         self._ready: OrderedDict[str, _Ready] = OrderedDict()
@@ -124,17 +137,28 @@ class Host:
         validate_name(name)
         config = (config or FunctionConfig()).validate()
         wasm = to_wasm(code)
+        kind = wasm_kind(wasm)
         digest = self.blobs.digest(wasm)
-        module = self.engine.cache.compile(digest, wasm)
-        layout = inspect_module(module)
-        try:
-            prepared = self.sandbox.prepare(digest, module, layout)
-        except wasmtime.WasmtimeError as exc:
-            raise InvalidModule(f"module cannot be linked: {one_line(exc)}") from None
+        compiled = self.engine.cache.compile(digest, wasm, kind)
+        prepared = self._prepare(digest, kind, compiled)
+        if kind == "component":
+            try:
+                self.components.check_links(prepared)  # type: ignore[arg-type]
+            except wasmtime.WasmtimeError as exc:
+                raise InvalidModule(f"component cannot be instantiated: {one_line(exc)}") from None
         self.blobs.put(wasm)
-        record = self.registry.put(name, digest, config, len(wasm))
+        record = self.registry.put(name, digest, kind, config, len(wasm))
         self._remember(prepared)
         return record
+
+    def _prepare(self, digest: str, kind: str, compiled: Any) -> Prepared | PreparedComponent:
+        """Check ``compiled`` against the guest ABI and get it ready to instantiate."""
+        if kind == "component":
+            return self.components.prepare(digest, compiled, inspect_component(compiled, self.engine.engine))
+        try:
+            return self.sandbox.prepare(digest, compiled, inspect_module(compiled))
+        except wasmtime.WasmtimeError as exc:
+            raise InvalidModule(f"module cannot be linked: {one_line(exc)}") from None
 
     def get(self, name: str) -> FunctionRecord:
         """The record of ``name``. Raises ``FunctionNotFound``."""
@@ -175,6 +199,9 @@ class Host:
         self.gate.acquire(name, ready.record.config.reserved_concurrency)
         try:
             call = self._start(ready, event, request_id, cold)
+            loop = asyncio.get_running_loop()
+            if ready.env is not None:
+                return await self._ainvoke_component(loop, ready, call)
             slice_ms = self.config.inline_slice_ms
             if slice_ms > 0 and self._slow_until.get(name, 0.0) < time.monotonic():
                 try:
@@ -184,10 +211,27 @@ class Host:
                     # aborted slice is neither billed nor counted in the duration.
                     self._slow_until[name] = time.monotonic() + SLOW_MEMORY_S
                     call = self._start(ready, event, call.request_id, cold)
-            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, self._finish, ready, call, call.timeout_ms, None)
         finally:
             self.gate.release(name)
+
+    async def _ainvoke_component(
+        self, loop: asyncio.AbstractEventLoop, ready: _Ready, call: _Call
+    ) -> InvocationResult:
+        """Components run on a worker thread; the caller is answered by the deadline.
+
+        A guest blocked in a WASI preview 2 host call (a sleep) cannot be
+        interrupted by epochs; its caller still gets ``Timeout`` on time and the
+        thread finishes the guest in the background.
+        """
+        future = loop.run_in_executor(self.executor, self._finish, ready, call, call.timeout_ms, None)
+        grace_s = 0.5 + self.engine.ticker.period_ms / 1000.0
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), call.timeout_ms / 1000.0 + grace_s)
+        except TimeoutError:
+            return self._result(
+                ready, call, None, Timeout(f"function timed out after {call.timeout_ms} ms"), call.timeout_ms, 0, 0, ""
+            )
 
     def _resolve(self, name: str) -> tuple[_Ready, bool]:
         """The ready-to-run function (cached per revision); ``cold`` if code had to be loaded."""
@@ -196,13 +240,14 @@ class Host:
         if ready is not None and ready.record is record:
             return ready, False
         cold = False
+        prepared: Prepared | PreparedComponent | None
         with self._lock:
             prepared = self._prepared.get(record.digest)
             if prepared is not None:
                 self._prepared.move_to_end(record.digest)
         if prepared is None:
-            module, _compiled = self.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest))
-            prepared = self.sandbox.prepare(record.digest, module, inspect_module(module))
+            compiled, _ = self.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest), record.kind)
+            prepared = self._prepare(record.digest, record.kind, compiled)
             self._remember(prepared)
             cold = True
         config = record.config
@@ -217,13 +262,13 @@ class Host:
             "function_version": record.version,
             "memory_limit_mb": config.memory_mb,
         }
-        ready = _Ready(record, prepared, limits, context)
+        ready = _Ready(record, prepared, limits, context, dict(env) if record.kind == "component" else None)
         self._ready[name] = ready
         while len(self._ready) > self.config.instance_cache_size:
             self._ready.popitem(last=False)
         return ready, cold
 
-    def _remember(self, prepared: Prepared) -> None:
+    def _remember(self, prepared: Prepared | PreparedComponent) -> None:
         with self._lock:
             self._prepared[prepared.digest] = prepared
             self._prepared.move_to_end(prepared.digest)
@@ -244,24 +289,46 @@ class Host:
 
     def _finish(self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None) -> InvocationResult:
         """Run the guest once and build the result (raises ``SliceExpired`` from an inline slice)."""
-        attempt = self.sandbox.run(
-            ready.prepared,
-            call.request,
-            ready.limits,
-            timeout_ms,
-            inline_slice_ms=inline_slice_ms,
-            configured_timeout_ms=call.timeout_ms,
-        )
+        if ready.env is not None:
+            attempt = self.components.run(ready.prepared, call.request, ready.limits, ready.env, timeout_ms)  # type: ignore[arg-type]
+        else:
+            attempt = self.sandbox.run(
+                ready.prepared,  # type: ignore[arg-type]
+                call.request,
+                ready.limits,
+                timeout_ms,
+                inline_slice_ms=inline_slice_ms,
+                configured_timeout_ms=call.timeout_ms,
+            )
         payload = None
         error: InvocationError | None = attempt.error
         if error is None:
             try:
                 payload = decode_response(attempt.response or b"")
-            except (FunctionError, InvocationError) as exc:
+            except FunctionError as exc:
+                # SDKs report a failed allocation as the guest error "OutOfMemory"
+                # (C: malloc, Python: MemoryError): that is the memory limit.
+                error = OutOfMemory(exc.message) if exc.error_type == "OutOfMemory" else exc
+            except InvocationError as exc:
                 error = exc
         logs = attempt.logs.decode("utf-8", "replace")
         if attempt.logs_truncated:
             logs += f"\n[wasmhost: log output truncated at {self.config.log_limit_bytes} bytes]\n"
+        return self._result(
+            ready, call, payload, error, attempt.duration_ms, attempt.fuel_used, attempt.memory_bytes, logs
+        )
+
+    def _result(
+        self,
+        ready: _Ready,
+        call: _Call,
+        payload: Any,
+        error: InvocationError | None,
+        duration_ms: float,
+        fuel_used: int,
+        memory_bytes: int,
+        logs: str,
+    ) -> InvocationResult:
         record = ready.record
         result = InvocationResult(
             payload=payload,
@@ -269,11 +336,11 @@ class Host:
             request_id=call.request_id,
             function_name=record.name,
             function_version=record.version,
-            duration_ms=attempt.duration_ms,
-            billed_ms=max(1, math.ceil(attempt.duration_ms)),
+            duration_ms=duration_ms,
+            billed_ms=max(1, math.ceil(duration_ms)),
             memory_mb=record.config.memory_mb,
-            fuel_used=attempt.fuel_used,
-            max_memory_bytes=attempt.memory_bytes,
+            fuel_used=fuel_used,
+            max_memory_bytes=memory_bytes,
             cold=call.cold,
             logs=logs,
         )
@@ -312,20 +379,29 @@ WASM_MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
 
 
+COMPONENT_VERSION = b"\x0d\x00\x01\x00"
+
+
+def wasm_kind(wasm: bytes) -> str:
+    """``"component"`` or ``"module"``, from the binary's version field."""
+    return "component" if wasm[4:8] == COMPONENT_VERSION else "module"
+
+
 def to_wasm(code: bytes | str) -> bytes:
-    """WebAssembly bytes from binary or WAT text. Raises ``InvalidModule``."""
+    """WebAssembly bytes (a core module or a component) from binary or WAT text.
+
+    Raises ``InvalidModule``.
+    """
     if isinstance(code, str):
         code = code.encode()
     if not isinstance(code, (bytes, bytearray, memoryview)):
-        raise InvalidModule("code must be bytes (a .wasm module) or WAT text")
+        raise InvalidModule("code must be bytes (a .wasm module or component) or WAT text")
     code = bytes(code)
     if not code:
         raise InvalidModule("code is empty")
     if code[:4] == WASM_MAGIC:
-        if code[4:8] != CORE_VERSION:
-            raise InvalidModule(
-                "this is a WebAssembly component (or an unknown version); only core modules (version 1) are supported"
-            )
+        if code[4:8] not in (CORE_VERSION, COMPONENT_VERSION):
+            raise InvalidModule(f"unknown WebAssembly version {code[4:8].hex()}: expected a core module or a component")
         return code
     try:
         text = code.decode("utf-8")

@@ -23,6 +23,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS functions (
     name        TEXT PRIMARY KEY,
     digest      TEXT NOT NULL,
+    kind        TEXT NOT NULL DEFAULT 'module',  -- 'module' or 'component'
+
     config      TEXT NOT NULL,
     size_bytes  INTEGER NOT NULL,
     revision    INTEGER NOT NULL,
@@ -38,6 +40,7 @@ class FunctionRecord:
 
     name: str
     digest: str
+    kind: str
     config: FunctionConfig
     size_bytes: int
     revision: int
@@ -50,6 +53,7 @@ class FunctionRecord:
             "name": self.name,
             "version": self.version,
             "digest": self.digest,
+            "kind": self.kind,
             "size_bytes": self.size_bytes,
             "revision": self.revision,
             "config": self.config.to_dict(),
@@ -107,16 +111,17 @@ class SqliteRegistry:
             rows = self._conn.execute("SELECT * FROM functions ORDER BY name").fetchall()
         return [_record(row) for row in rows]
 
-    def put(self, name: str, digest: str, config: FunctionConfig, size_bytes: int) -> FunctionRecord:
+    def put(self, name: str, digest: str, kind: str, config: FunctionConfig, size_bytes: int) -> FunctionRecord:
         """Create or replace ``name`` (a deploy): bumps its revision."""
         now = time.time()
         with self._lock:
             self._conn.execute(
-                """INSERT INTO functions (name, digest, config, size_bytes, revision, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, 1, ?, ?)
-                   ON CONFLICT(name) DO UPDATE SET digest = excluded.digest, config = excluded.config,
+                """INSERT INTO functions (name, digest, kind, config, size_bytes, revision, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+                   ON CONFLICT(name) DO UPDATE SET digest = excluded.digest, kind = excluded.kind,
+                     config = excluded.config,
                      size_bytes = excluded.size_bytes, revision = revision + 1, updated_at = excluded.updated_at""",
-                (name, digest, json.dumps(config.to_dict()), size_bytes, now, now),
+                (name, digest, kind, json.dumps(config.to_dict()), size_bytes, now, now),
             )
             self._changed()
         return self.get(name)
@@ -142,10 +147,11 @@ class SqliteRegistry:
 
 
 def _record(row: tuple[Any, ...]) -> FunctionRecord:
-    name, digest, config, size_bytes, revision, created_at, updated_at = row
+    name, digest, kind, config, size_bytes, revision, created_at, updated_at = row
     return FunctionRecord(
         name=name,
         digest=digest,
+        kind=kind,
         config=FunctionConfig(**json.loads(config)),
         size_bytes=size_bytes,
         revision=revision,

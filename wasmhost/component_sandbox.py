@@ -1,0 +1,131 @@
+"""One sandbox per invocation for components (Python and JavaScript guests).
+
+The same limits as core modules — memory by store limits, wall time by epochs,
+CPU by fuel — and WASI preview 2 with no ambient authority: no preopened
+directories, no network, only the function's environment variables; stdout
+and stderr go to the invocation's bounded log. Components cost milliseconds
+to instantiate (wasmtime-py has no component InstancePre), so they always run
+on a worker thread, never inline on the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+import wasmtime.component as wc
+
+from .abi.component import ComponentLayout, call_bytes
+from .engine import TABLE_ELEMENTS, WasmEngine
+from .errors import FuelExhausted, InvocationError, OutOfMemory, Throttled, Timeout, Trap
+from .sandbox import UNLIMITED_FUEL, Attempt, Limits, _flatten
+
+
+@dataclass
+class PreparedComponent:
+    """A compiled component and where its export is; shared by all invocations."""
+
+    digest: str
+    component: wc.Component
+    layout: ComponentLayout
+
+
+class ComponentSandbox:
+    """Runs components of one engine. Thread-safe: each run owns its Store."""
+
+    def __init__(self, engine: WasmEngine, log_limit_bytes: int) -> None:
+        self.engine = engine
+        self.log_limit = log_limit_bytes
+        self.tick_ms = engine.ticker.period_ms
+        self.linker = wc.Linker(engine.engine)
+        self.linker.add_wasip2()
+
+    def prepare(self, digest: str, component: wc.Component, layout: ComponentLayout) -> PreparedComponent:
+        return PreparedComponent(digest, component, layout)
+
+    def check_links(self, prepared: PreparedComponent) -> None:
+        """Instantiate once (at deploy) so unknown imports fail now. Raises ``wasmtime.WasmtimeError``."""
+        store = wasmtime.Store(self.engine.engine)
+        store.set_fuel(UNLIMITED_FUEL)
+        store.set_epoch_deadline(math.ceil(10_000 / self.tick_ms))
+        store.set_wasi(wasmtime.WasiConfig())
+        self.linker.instantiate(store, prepared.component)
+
+    def run(
+        self, prepared: PreparedComponent, request: bytes, limits: Limits, env: dict[str, str], timeout_ms: float
+    ) -> Attempt:
+        """Instantiate ``prepared`` in a fresh Store and run one request through it."""
+        attempt = Attempt()
+        fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
+        started = time.perf_counter()
+        store = wasmtime.Store(self.engine.engine)
+        try:
+            store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS)
+            store.set_fuel(fuel)
+            store.set_epoch_deadline(math.ceil(timeout_ms / self.tick_ms) + 1)
+            wasi = wasmtime.WasiConfig()
+            wasi.env = list(env.items())
+            sink = _LogSink(attempt, self.log_limit)
+            wasi.stdout_custom = sink
+            wasi.stderr_custom = sink
+            store.set_wasi(wasi)
+            try:
+                instance = self.linker.instantiate(store, prepared.component)
+                func = instance.get_func(store, prepared.layout.export_index)
+                if func is None:
+                    raise Trap("component has no 'handle' function")
+                attempt.response = call_bytes(store, func, request)
+            except wasmtime.WasmtimeError as exc:
+                attempt.error = translate(exc, limits, timeout_ms)
+            except InvocationError as exc:
+                attempt.error = exc
+            try:
+                attempt.fuel_used = fuel - store.get_fuel()
+            except wasmtime.WasmtimeError:
+                pass
+        finally:
+            del store
+            attempt.duration_ms = (time.perf_counter() - started) * 1000.0
+        return attempt
+
+
+class _LogSink:
+    """WASI stdout/stderr callback: append to the invocation's bounded log."""
+
+    def __init__(self, attempt: Attempt, limit: int) -> None:
+        self.attempt = attempt
+        self.limit = limit
+
+    def __call__(self, data: bytes) -> None:
+        attempt = self.attempt
+        if attempt.logs_truncated:
+            return
+        room = self.limit - len(attempt.logs)
+        if len(data) > room:
+            attempt.logs += data[: max(room, 0)]
+            attempt.logs_truncated = True
+        else:
+            attempt.logs += data
+
+
+def translate(exc: BaseException, limits: Limits, timeout_ms: float) -> InvocationError:
+    """A component's wasmtime error as one of ours (the sandbox edge)."""
+    message = _flatten(str(exc))
+    if isinstance(exc, wasmtime.ExitTrap):
+        return Trap(f"guest exited with status {exc.code}")
+    lowered = message.lower()
+    if "interrupt" in lowered:
+        return Timeout(f"function timed out after {timeout_ms:g} ms")
+    if "fuel" in lowered:
+        return FuelExhausted(f"function used its fuel budget of {limits.fuel}")
+    if "concurrent" in lowered or "pooling" in lowered:
+        raise Throttled(f"no sandbox slot free in this process: {message}")
+    if "memory" in lowered and ("exceed" in lowered or "limit" in lowered or "grow" in lowered):
+        return OutOfMemory(f"function ran out of memory (limit {limits.memory_bytes >> 20} MB): {message}")
+    return Trap(message)
+
+
+__all__ = ["ComponentSandbox", "PreparedComponent", "translate", "Any"]
