@@ -106,13 +106,20 @@ def _changes(memory_mb: Any, timeout_ms: Any, fuel: Any, reserved_concurrency: A
 
 @main.command()
 @click.argument("name")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @_config_options
 @click.pass_obj
 def deploy(target: Target, name: str, path: Path, **options: Any) -> None:
-    """Deploy PATH (.wasm or .wat) as function NAME."""
+    """Deploy PATH as function NAME: a .wasm or .wat, or source (a folder or a file) to build first."""
     try:
-        config = FunctionConfig.from_dict(_changes(**options))
+        if path.is_dir() or path.suffix not in (".wasm", ".wat"):
+            from .build import build
+
+            built = build(path, progress=_progress)
+            config = built.project.config(_changes(**options))
+            path = built.path
+        else:
+            config = FunctionConfig.from_dict(_changes(**options))
         code = path.read_bytes()
         if target.url:
             record = target.client.deploy(name, code, config)
@@ -121,6 +128,52 @@ def deploy(target: Target, name: str, path: Path, **options: Any) -> None:
     except WasmhostError as error:
         _fail(error)
     click.echo(_dump(record))
+
+
+def _progress(message: str) -> None:
+    click.echo(f"  {message}", err=True)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path), default=".")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Copy the .wasm here."
+)
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs did not change.")
+def build(source: Path, output: Path | None, force: bool) -> None:
+    """Build a function's SOURCE (a folder or a file, default .) into a .wasm; print its path."""
+    from .build import build as build_source
+
+    try:
+        built = build_source(source, progress=_progress, force=force)
+    except WasmhostError as error:
+        _fail(error)
+    if output is not None:
+        import shutil
+
+        shutil.copyfile(built.path, output)
+        click.echo(str(output))
+    else:
+        click.echo(str(built.path))
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--lang",
+    type=click.Choice(["python", "js", "c", "zig", "assemblyscript", "go", "rust"]),
+    default="python",
+    show_default=True,
+)
+def init(name: str, lang: str) -> None:
+    """Create a new function folder NAME with a handler, wasmhost.toml and a README."""
+    from .build.templates import init as create
+
+    try:
+        root = create(name, lang, Path.cwd())
+    except WasmhostError as error:
+        _fail(error)
+    click.echo(f"created {root}: deploy it with `wasmhost deploy {name} {name}`", err=True)
 
 
 @main.command()

@@ -215,9 +215,7 @@ class Host:
         finally:
             self.gate.release(name)
 
-    async def _ainvoke_component(
-        self, loop: asyncio.AbstractEventLoop, ready: _Ready, call: _Call
-    ) -> InvocationResult:
+    async def _ainvoke_component(self, loop: asyncio.AbstractEventLoop, ready: _Ready, call: _Call) -> InvocationResult:
         """Components run on a worker thread; the caller is answered by the deadline.
 
         A guest blocked in a WASI preview 2 host call (a sleep) cannot be
