@@ -306,7 +306,11 @@ class Host:
             except FunctionError as exc:
                 # SDKs report a failed allocation as the guest error "OutOfMemory"
                 # (C: malloc, Python: MemoryError): that is the memory limit.
-                error = OutOfMemory(exc.message) if exc.error_type == "OutOfMemory" else exc
+                if exc.error_type == "OutOfMemory":
+                    memory_mb = ready.record.config.memory_mb
+                    error = OutOfMemory(exc.message or f"function ran out of memory (limit {memory_mb} MB)")
+                else:
+                    error = exc
             except InvocationError as exc:
                 error = exc
         logs = attempt.logs.decode("utf-8", "replace")

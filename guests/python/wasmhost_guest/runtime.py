@@ -12,6 +12,23 @@ from . import msgpack
 
 Handler = Callable[[Any, "Context"], Any]
 
+_blocking_sleep = time.sleep
+
+
+def _sleep(seconds: float) -> None:
+    """``time.sleep`` in slices of at most 10 ms.
+
+    A WASI sleep blocks inside the host, where the host's deadline cannot stop
+    it; between slices the guest is back in WebAssembly, where it can. So a
+    sleeping handler is stopped within about 10 ms of its timeout.
+    """
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        _blocking_sleep(min(left, 0.01))
+
+
+time.sleep = _sleep
+
 
 class Context:
     """Lambda's Python ``context`` object, filled from the request's context."""
