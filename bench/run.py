@@ -58,6 +58,56 @@ def bench_in_process(n: int) -> dict:
     return {"p50_us": percentile(times, 0.5), "p99_us": percentile(times, 0.99), "n": n}
 
 
+LANGUAGE_ECHOES = [
+    ("c", "echo.wasm"),
+    ("zig", "zig-echo.wasm"),
+    ("assemblyscript", "as-echo.wasm"),
+    ("rust", "rust-echo.wasm"),
+    ("go", "go-echo.wasm"),
+    ("javascript", "js-echo.wasm"),
+]
+
+
+def bench_languages(n_core: int, n_component: int) -> dict:
+    """Fresh-instance invoke of each language's echo, in-process: p50, p99, artifact size."""
+    from wasmhost.build import build
+
+    results: dict[str, dict] = {}
+    artifacts: list[tuple[str, Path | None, str]] = [
+        (lang, DIST / name if (DIST / name).exists() else None, f"guests/dist/{name} not built")
+        for lang, name in LANGUAGE_ECHOES
+    ]
+    try:
+        artifacts.append(("python", build(ROOT / "guests" / "python" / "examples" / "kitchen").path, ""))
+    except Exception as exc:  # noqa: BLE001 - a missing toolchain is reported, not fatal
+        artifacts.append(("python", None, str(exc)))
+    event = {"action": "echo", "name": "world", "n": 42, "tags": ["a", "b"]}
+    with tempfile.TemporaryDirectory() as data, Host(data_dir=data) as host:
+        for lang, path, reason in artifacts:
+            if path is None:
+                results[lang] = {"skipped": reason}
+                continue
+            progress(f"cold invoke per language: {lang}")
+            host.deploy(lang, path.read_bytes(), FunctionConfig(memory_mb=64, timeout_ms=5000))
+            n = n_component if host.get(lang).kind == "component" else n_core
+            for _ in range(min(50, n)):
+                host.invoke(lang, event)
+            times = []
+            for _ in range(n):
+                started = time.perf_counter()
+                result = host.invoke(lang, event)
+                times.append((time.perf_counter() - started) * 1e6)
+            assert result.error is None, (lang, result.error)
+            results[lang] = {
+                "p50_us": percentile(times, 0.5),
+                "p99_us": percentile(times, 0.99),
+                "size_bytes": path.stat().st_size,
+                "kind": host.get(lang).kind,
+                "n": n,
+            }
+    return results
+
+
 def bench_restart(repeats: int) -> dict:
     progress("first invocation after a host restart (code mapped from the compile cache)")
     firsts = []
@@ -210,6 +260,7 @@ def main() -> None:
     quick = args.quick
     report: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": quick}
     report["in_process"] = bench_in_process(5_000 if quick else 30_000)
+    report["languages"] = bench_languages(2_000 if quick else 10_000, 100 if quick else 400)
     report["restart"] = bench_restart(3 if quick else 10)
     report["timeout_200ms"] = bench_timeout(5 if quick else 20)
     report["http_1_worker"] = bench_http(1 if quick else 3, 3 if quick else 5, 1)
@@ -256,6 +307,20 @@ def main() -> None:
                 "HTTP c=32, 2 workers each",
                 f"{h2['wasmhost']['c32_rps']:.0f} / {h2['starlette']['c32_rps']:.0f} req/s = {h2['c32_ratio_median']:.2f}×",
                 "",
+            )
+        )
+    for lang, figures in report["languages"].items():
+        if "skipped" in figures:
+            rows.append((f"cold invoke, {lang} echo", f"skipped: {figures['skipped'][:60]}", ""))
+            continue
+        target = (
+            "p50 ≤ 3 ms" if lang in ("python", "javascript") else ("p50 ≤ 1 ms" if lang == "go" else "p50 ≤ 100 µs")
+        )
+        rows.append(
+            (
+                f"cold invoke, {lang} echo ({figures['size_bytes'] / 1e6:.2f} MB)",
+                f"p50 {figures['p50_us']:.0f} µs, p99 {figures['p99_us']:.0f} µs",
+                target,
             )
         )
     width = max(len(r[0]) for r in rows)
