@@ -15,10 +15,16 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+NPM_PROJECTS := guests/assemblyscript
+
+$(VENV)/.installed: pyproject.toml setup.py $(foreach p,$(NPM_PROJECTS),$(p)/package-lock.json)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@for p in $(NPM_PROJECTS); do \
+		echo "npm ci --prefix $$p"; \
+		npm ci --prefix $$p --no-audit --no-fund --loglevel=error || exit 1; \
+	done
 	touch $@
 
 guests: install
