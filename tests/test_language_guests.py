@@ -73,3 +73,26 @@ def test_fresh_instance_per_invocation(host, guests, lang):
         pytest.skip(f"no {lang}-counter example")
     name = deploy(host, guests, lang, "counter", memory_mb=64)
     assert [host.invoke(name, {}).payload for _ in range(3)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("lang", ["c", "zig", "assemblyscript"])
+def test_init_then_deploy_from_source(tmp_path, lang):
+    """`wasmhost init NAME --lang L`, then `wasmhost deploy NAME DIR` builds and deploys it."""
+    import json
+    import subprocess
+    import sys
+
+    from wasmhost.build.templates import init
+
+    if lang == "assemblyscript":
+        from wasmhost.build.plugins import plugin
+
+        reason = plugin("assemblyscript").toolchain_missing()
+        if reason and os.environ.get("CI") != "true":
+            pytest.skip(reason)
+    root = init("fn", lang, tmp_path)
+    command = [sys.executable, "-m", "wasmhost", "--data-dir", str(tmp_path / "data")]
+    subprocess.run([*command, "deploy", "fn", str(root)], check=True, capture_output=True)
+    out = subprocess.run([*command, "invoke", "fn", "--verbose"], check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout)["statusCode"] == 200
+    assert "ms left" in out.stderr
