@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from wasmhost import FunctionConfig
 
-LANGS = {"zig": "zig", "assemblyscript": "as", "go": "go", "rust": "rust", "javascript": "js"}
+GUESTS = Path(__file__).resolve().parent.parent / "guests"
+PREFIXES = {"zig": "zig", "assemblyscript": "as", "go": "go", "rust": "rust", "js": "js"}
+#: Languages whose SDK and build plugin are in the repository.
+LANGS = {lang: prefix for lang, prefix in PREFIXES.items() if (GUESTS / lang / "builder.py").exists()}
 EVENT = {
     "str": "héllo" * 20000,
     "ints": [0, -1, 127, 128, -33, 65535, 2**32, -(2**40), 2**63 - 1],
