@@ -15,7 +15,7 @@ help:
 
 install: $(VENV)/.installed
 
-NPM_PROJECTS := guests/assemblyscript
+NPM_PROJECTS := guests/assemblyscript guests/js
 
 $(VENV)/.installed: pyproject.toml setup.py $(foreach p,$(NPM_PROJECTS),$(p)/package-lock.json)
 	$(PYTHON) -m venv $(VENV)

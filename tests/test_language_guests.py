@@ -79,7 +79,7 @@ def test_fresh_instance_per_invocation(host, guests, lang):
     assert [host.invoke(name, {}).payload for _ in range(3)] == [1, 1, 1]
 
 
-@pytest.mark.parametrize("lang", ["c", "zig", "assemblyscript"])
+@pytest.mark.parametrize("lang", ["c", "zig", "assemblyscript", pytest.param("js", marks=pytest.mark.slow)])
 def test_init_then_deploy_from_source(tmp_path, lang):
     """`wasmhost init NAME --lang L`, then `wasmhost deploy NAME DIR` builds and deploys it."""
     import json
@@ -88,10 +88,14 @@ def test_init_then_deploy_from_source(tmp_path, lang):
 
     from wasmhost.build.templates import init
 
-    if lang == "assemblyscript":
+    if lang in ("assemblyscript", "js"):
+        from wasmhost.build.base import guests_dir
         from wasmhost.build.plugins import plugin
 
-        reason = plugin("assemblyscript").toolchain_missing()
+        module = plugin("assemblyscript") if lang == "assemblyscript" else None
+        reason = module.toolchain_missing() if module else None
+        if lang == "js" and not (guests_dir() / "js" / "node_modules").is_dir():
+            reason = "run npm ci --prefix guests/js"
         if reason and os.environ.get("CI") != "true":
             pytest.skip(reason)
     root = init("fn", lang, tmp_path)

@@ -97,10 +97,11 @@ def detect_lang(source: Path, project: Project) -> str:
 def build(source: str | Path, *, progress: Progress | None = None, force: bool = False) -> Built:
     """Build ``source`` (a folder or a file) and return the ``.wasm``. Raises ``BuildError``."""
     from . import c as c_builder
+    from . import js as js_builder
     from . import plugins
     from . import python as python_builder
 
-    builders: dict[str, Any] = {"python": python_builder, "c": c_builder}
+    builders: dict[str, Any] = {"python": python_builder, "c": c_builder, "js": js_builder}
     for plugin_lang in plugins.FOLDERS:
         builders[plugin_lang] = _PluginBuilder(plugin_lang)
     source = Path(source).resolve()

@@ -13,7 +13,16 @@ from ..errors import InvalidConfig
 FILENAME = "wasmhost.toml"
 LANGS = ("python", "js", "c", "zig", "assemblyscript", "go", "rust")
 #: Source suffix -> language, for a single file or a folder without wasmhost.toml.
-SUFFIXES = {".py": "python", ".js": "js", ".mjs": "js", ".c": "c", ".zig": "zig", ".ts": "assemblyscript", ".go": "go", ".rs": "rust"}
+SUFFIXES = {
+    ".py": "python",
+    ".js": "js",
+    ".mjs": "js",
+    ".c": "c",
+    ".zig": "zig",
+    ".ts": "assemblyscript",
+    ".go": "go",
+    ".rs": "rust",
+}
 
 
 @dataclass
@@ -36,7 +45,9 @@ class Project:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise InvalidConfig(f"{path}: {exc}") from None
-        unknown = sorted(set(data) - {"name", "lang", "handler", "memory_mb", "timeout_ms", "fuel", "env", "reserved_concurrency"})
+        unknown = sorted(
+            set(data) - {"name", "lang", "handler", "memory_mb", "timeout_ms", "fuel", "env", "reserved_concurrency"}
+        )
         if unknown:
             raise InvalidConfig(f"{path}: unknown key(s) {', '.join(unknown)}")
         lang = data.get("lang")

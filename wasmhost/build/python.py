@@ -77,16 +77,18 @@ def check_handler(path: Path, function: str) -> None:
     names = _top_level_names(tree)
     if function not in names:
         defined = sorted(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
-        raise BuildError(
-            f"{path}: no function {function!r} (defined: {', '.join(defined) or 'none'})", file=str(path)
-        )
+        raise BuildError(f"{path}: no function {function!r} (defined: {', '.join(defined) or 'none'})", file=str(path))
 
 
 def cache_key(source: Path, project: Project) -> str:
     root = source if source.is_dir() else source.parent
     path, module, function = handler_spec(source, project)
     sdk = guests_dir()
-    inputs = [*source_files(root if source.is_dir() else path), *source_files(sdk / "python"), sdk / "wit" / "world.wit"]
+    inputs = [
+        *source_files(root if source.is_dir() else path),
+        *source_files(sdk / "python"),
+        sdk / "wit" / "world.wit",
+    ]
     version = importlib.metadata.version("componentize-py")
     return digest_inputs(["python", module, function, version, sys.version], inputs, root)
 

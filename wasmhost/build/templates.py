@@ -6,16 +6,16 @@ from pathlib import Path
 
 from .base import BuildError
 
-PYTHON_HANDLER = '''import json
+PYTHON_HANDLER = """import json
 
 
 def handler(event, context):
     print(f"Received event: {json.dumps(event)}")
     print(f"Time remaining (ms): {context.get_remaining_time_in_millis()}")
     return {"statusCode": 200, "body": json.dumps({"message": "Hello from Serverless!"})}
-'''
+"""
 
-C_HANDLER = '''#include <stdio.h>
+C_HANDLER = """#include <stdio.h>
 #include "wasmhost.h"
 
 static int handle(wh_reader event, const wh_context *ctx, wh_writer *out) {
@@ -30,9 +30,9 @@ static int handle(wh_reader event, const wh_context *ctx, wh_writer *out) {
 }
 
 WASMHOST_HANDLER(handle);
-'''
+"""
 
-ZIG_HANDLER = '''const wasmhost = @import("wasmhost");
+ZIG_HANDLER = """const wasmhost = @import("wasmhost");
 
 pub const panic = wasmhost.panic;
 comptime {
@@ -44,9 +44,9 @@ fn handle(event: wasmhost.Reader, ctx: *const wasmhost.Context, out: *wasmhost.W
     wasmhost.print("invoked with {d} ms left\\n", .{ctx.remainingMs()});
     try out.write(.{ .statusCode = 200, .body = "Hello from Serverless!" });
 }
-'''
+"""
 
-ASSEMBLYSCRIPT_HANDLER = '''import { Reader, Context, Writer, print, register } from "./wasmhost";
+ASSEMBLYSCRIPT_HANDLER = """import { Reader, Context, Writer, print, register } from "./wasmhost";
 export { wasmhost_alloc, wasmhost_handle } from "./wasmhost";
 
 function handle(event: Reader, ctx: Context, out: Writer): void {
@@ -59,11 +59,19 @@ function handle(event: Reader, ctx: Context, out: Writer): void {
 }
 
 register(handle);
-'''
+"""
+
+JS_HANDLER = """export const handler = async (event, context) => {
+  console.log(`Received event: ${JSON.stringify(event)}`);
+  console.log(`Time remaining (ms): ${context.getRemainingTimeInMillis()}`);
+  return { statusCode: 200, body: JSON.stringify({ message: "Hello from Serverless!" }) };
+};
+"""
 
 TEMPLATES: dict[str, tuple[str, str, str]] = {
     # lang: (file name, contents, handler setting)
     "python": ("handler.py", PYTHON_HANDLER, "handler.handler"),
+    "js": ("index.js", JS_HANDLER, "index.handler"),
     "c": ("handler.c", C_HANDLER, ""),
     "zig": ("handler.zig", ZIG_HANDLER, ""),
     "assemblyscript": ("handler.ts", ASSEMBLYSCRIPT_HANDLER, ""),

@@ -1,0 +1,4 @@
+// Returns the event unchanged.
+export function handler(event, context) {
+  return event;
+}
