@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: help install guests run test test-fast bench bench-quick wrk lint clean
+.PHONY: help install guests run test test-fast bench bench-quick wrk rust-toolchain lint clean
 
 help:
 	@echo "make run        install, build the example guests, serve them on http://127.0.0.1:$(PORT)"
@@ -25,7 +25,21 @@ $(VENV)/.installed: pyproject.toml setup.py $(foreach p,$(NPM_PROJECTS),$(p)/pac
 		echo "npm ci --prefix $$p"; \
 		npm ci --prefix $$p --no-audit --no-fund --loglevel=error || exit 1; \
 	done
+	$(MAKE) --no-print-directory rust-toolchain
 	touch $@
+
+# Rust guests need Debian's rustc with the wasm32 standard library (rustup cannot
+# add targets offline). Installed when missing and we may (root or CI); otherwise
+# `make guests` skips Rust and says why.
+RUST_PACKAGES := rustc libstd-rust-dev-wasm32 lld-14
+rust-toolchain:
+	@if [ -d /usr/lib/rustlib/wasm32-wasi ] || [ -d /usr/lib/rustlib/wasm32-wasip1 ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "apt-get install $(RUST_PACKAGES)"; \
+		(apt-get install -y --no-install-recommends $(RUST_PACKAGES) >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null && apt-get install -y --no-install-recommends $(RUST_PACKAGES) >/dev/null)) || \
+		echo "could not install the Rust toolchain; Rust guests will be skipped"; \
+	else echo "Rust guests need: sudo apt-get install $(RUST_PACKAGES)"; fi
 
 guests: install
 	$(PY) guests/build.py

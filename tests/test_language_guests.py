@@ -103,4 +103,4 @@ def test_init_then_deploy_from_source(tmp_path, lang):
     subprocess.run([*command, "deploy", "fn", str(root)], check=True, capture_output=True)
     out = subprocess.run([*command, "invoke", "fn", "--verbose"], check=True, capture_output=True, text=True)
     assert json.loads(out.stdout)["statusCode"] == 200
-    assert "ms left" in out.stderr
+    assert "ms left" in out.stderr or "Time remaining (ms)" in out.stderr

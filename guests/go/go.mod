@@ -1,0 +1,3 @@
+module wasmhost.local/wasmhost
+
+go 1.24
