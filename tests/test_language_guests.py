@@ -79,7 +79,9 @@ def test_fresh_instance_per_invocation(host, guests, lang):
     assert [host.invoke(name, {}).payload for _ in range(3)] == [1, 1, 1]
 
 
-@pytest.mark.parametrize("lang", ["c", "zig", "assemblyscript", pytest.param("js", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "lang", ["c", "zig", "assemblyscript", "go", "rust", pytest.param("js", marks=pytest.mark.slow)]
+)
 def test_init_then_deploy_from_source(tmp_path, lang):
     """`wasmhost init NAME --lang L`, then `wasmhost deploy NAME DIR` builds and deploys it."""
     import json
@@ -96,6 +98,12 @@ def test_init_then_deploy_from_source(tmp_path, lang):
         reason = module.toolchain_missing() if module else None
         if lang == "js" and not (guests_dir() / "js" / "node_modules").is_dir():
             reason = "run npm ci --prefix guests/js"
+        if reason and os.environ.get("CI") != "true":
+            pytest.skip(reason)
+    if lang in ("go", "rust"):
+        from wasmhost.build.plugins import plugin
+
+        reason = plugin(lang).toolchain_missing()
         if reason and os.environ.get("CI") != "true":
             pytest.skip(reason)
     root = init("fn", lang, tmp_path)

@@ -1,4 +1,4 @@
-"""Zig and AssemblyScript functions, built with the toolchains of ``guests/<lang>/builder.py``.
+"""Zig, AssemblyScript, Go and Rust functions, built with the toolchains of ``guests/<lang>/builder.py``.
 
 Those plugins build the examples for ``make guests``; the same compiler
 commands build a user's function here, so the two never drift apart.
@@ -17,8 +17,9 @@ from types import ModuleType
 from .base import BuildError, Progress, digest_inputs, guests_dir, source_files
 from .project import Project
 
-FOLDERS = {"zig": "zig", "assemblyscript": "assemblyscript"}
-SUFFIX = {"zig": ".zig", "assemblyscript": ".ts"}
+FOLDERS = {"zig": "zig", "assemblyscript": "assemblyscript", "go": "go", "rust": "rust"}
+SUFFIX = {"zig": ".zig", "assemblyscript": ".ts", "go": ".go", "rust": ".rs"}
+HANDLER_FILE = {"zig": "handler.zig", "assemblyscript": "handler.ts", "go": "main.go", "rust": "handler.rs"}
 
 
 @cache
@@ -36,20 +37,22 @@ def entry(source: Path, lang: str) -> Path:
     """The handler file: ``source`` itself, or ``handler<suffix>`` in the folder."""
     if source.is_file():
         return source
-    path = source / f"handler{SUFFIX[lang]}"
+    path = source / HANDLER_FILE[lang]
     if not path.exists():
-        raise BuildError(f"{source}: no handler{SUFFIX[lang]}")
+        raise BuildError(f"{source}: no {HANDLER_FILE[lang]}")
     return path
 
 
-def sdk_file(lang: str) -> Path:
+def sdk_files(lang: str) -> list[Path]:
     module = plugin(lang)
-    return Path(module.SDK)
+    if lang == "go":
+        return list(module.sdk_inputs())
+    return [Path(module.SDK)]
 
 
 def cache_key(source: Path, project: Project, lang: str) -> str:
     root = source if source.is_dir() else source.parent
-    inputs = [*source_files(source), sdk_file(lang), guests_dir() / FOLDERS[lang] / "builder.py"]
+    inputs = [*source_files(source), *sdk_files(lang), guests_dir() / FOLDERS[lang] / "builder.py"]
     return digest_inputs([lang], inputs, root)
 
 
@@ -59,9 +62,11 @@ def build(source: Path, project: Project, out: Path, say: Progress, lang: str) -
     if missing:
         raise BuildError(f"the {lang} toolchain is not available: {missing}")
     handler = entry(source, lang)
-    if lang == "zig":
-        command, cwd = module.command(handler, out), handler.parent
-        _run(command, cwd, lang, say, handler)
+    if lang in ("zig", "rust"):
+        _run(module.command(handler, out), handler.parent, lang, say, handler)
+        return
+    if lang == "go":
+        _build_go(module, source, handler, out, say)
         return
     # AssemblyScript resolves imports by path: build a copy of the sources with
     # the SDK beside them as ./wasmhost.ts.
@@ -72,14 +77,34 @@ def build(source: Path, project: Project, out: Path, say: Progress, lang: str) -
                 target = work_dir / path.relative_to(handler.parent)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
-        shutil.copyfile(sdk_file(lang), work_dir / "wasmhost.ts")
+        shutil.copyfile(sdk_files(lang)[0], work_dir / "wasmhost.ts")
         node = module._node() or "node"
         command = [node, str(module.ASC), str(work_dir / handler.name), *module.ASC_FLAGS, "-o", str(out)]
         _run(command, Path(module.ROOT), lang, say, handler)
 
 
-def _run(command: list[str], cwd: Path, lang: str, say: Progress, handler: Path) -> None:
+def _build_go(module: ModuleType, source: Path, handler: Path, out: Path, say: Progress) -> None:
+    """A temporary Go module holding the function's package, with the SDK module replaced locally."""
+    with tempfile.TemporaryDirectory(prefix="wasmhost-go-") as work:
+        work_dir = Path(work)
+        files = [handler] if source.is_file() else sorted(source.glob("*.go"))
+        for path in files:
+            shutil.copyfile(path, work_dir / path.name)
+        sdk = Path(module.GO_DIR)
+        (work_dir / "go.mod").write_text(
+            "module wasmhost.local/function\n\ngo 1.24\n\n"
+            "require wasmhost.local/wasmhost v0.0.0\n\n"
+            f"replace wasmhost.local/wasmhost => {sdk}\n"
+        )
+        _run(module.command(work_dir, out), work_dir, "go", say, handler, env=module.env())
+
+
+def _run(
+    command: list[str], cwd: Path, lang: str, say: Progress, handler: Path, env: dict[str, str] | None = None
+) -> None:
+    import os
+
     say(f"{lang}: compiling {handler.name}")
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise BuildError(f"{lang} build of {handler} failed:\n{(proc.stderr + proc.stdout).strip()[-4000:]}")

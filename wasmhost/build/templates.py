@@ -68,6 +68,34 @@ JS_HANDLER = """export const handler = async (event, context) => {
 };
 """
 
+GO_HANDLER = """package main
+
+import (
+	"fmt"
+
+	"wasmhost.local/wasmhost"
+)
+
+func handle(event wasmhost.Value, ctx *wasmhost.Context) (any, error) {
+	fmt.Println("invoked with", ctx.RemainingMS(), "ms left")
+	return map[string]any{"statusCode": 200, "body": "Hello from Serverless!"}, nil
+}
+
+func init() { wasmhost.Handle(handle) }
+
+func main() {}
+"""
+
+RUST_HANDLER = """use wasmhost::{Context, Value};
+
+fn handle(_event: Value, ctx: &Context) -> wasmhost::Result<impl wasmhost::Encode> {
+    println!("invoked with {} ms left", ctx.remaining_ms());
+    Ok(wasmhost::obj! { "statusCode" => 200, "body" => "Hello from Serverless!" })
+}
+
+wasmhost::handler!(handle);
+"""
+
 TEMPLATES: dict[str, tuple[str, str, str]] = {
     # lang: (file name, contents, handler setting)
     "python": ("handler.py", PYTHON_HANDLER, "handler.handler"),
@@ -75,6 +103,8 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "c": ("handler.c", C_HANDLER, ""),
     "zig": ("handler.zig", ZIG_HANDLER, ""),
     "assemblyscript": ("handler.ts", ASSEMBLYSCRIPT_HANDLER, ""),
+    "go": ("main.go", GO_HANDLER, ""),
+    "rust": ("handler.rs", RUST_HANDLER, ""),
 }
 
 
