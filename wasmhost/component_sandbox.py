@@ -10,6 +10,7 @@ on a worker thread, never inline on the event loop.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import Any
 
 import wasmtime
 import wasmtime.component as wc
+from wasmtime import _ffi as ffi
 
 from .abi.component import ComponentLayout, call_bytes
 from .engine import TABLE_ELEMENTS, WasmEngine
 from .errors import FuelExhausted, InvocationError, OutOfMemory, Throttled, Timeout, Trap
-from .sandbox import UNLIMITED_FUEL, Attempt, Limits, _flatten
+from .sandbox import UNLIMITED_FUEL, Attempt, Limits, Sandbox, _flatten, _log_keys, _log_sinks
 
 
 @dataclass
@@ -54,11 +56,10 @@ class ComponentSandbox:
         store.set_wasi(wasmtime.WasiConfig())
         self.linker.instantiate(store, prepared.component)
 
-    def run(
-        self, prepared: PreparedComponent, request: bytes, limits: Limits, env: dict[str, str], timeout_ms: float
-    ) -> Attempt:
+    def run(self, prepared: PreparedComponent, request: bytes, limits: Limits, timeout_ms: float) -> Attempt:
         """Instantiate ``prepared`` in a fresh Store and run one request through it."""
         attempt = Attempt()
+        log_key = 0
         fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
         started = time.perf_counter()
         store = wasmtime.Store(self.engine.engine)
@@ -66,12 +67,15 @@ class ComponentSandbox:
             store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS)
             store.set_fuel(fuel)
             store.set_epoch_deadline(math.ceil(timeout_ms / self.tick_ms) + 1)
-            wasi = wasmtime.WasiConfig()
-            wasi.env = list(env.items())
-            sink = _LogSink(attempt, self.log_limit)
-            wasi.stdout_custom = sink
-            wasi.stderr_custom = sink
-            store.set_wasi(wasi)
+            # WASI through the same raw calls as core modules: our C callback
+            # and no Python finalizer (wasmtime-py's runs on wasmtime's output
+            # thread when the Store is dropped and can abort at interpreter exit).
+            log_key = next(_log_keys)
+            _log_sinks[log_key] = (attempt, self.log_limit)
+            context = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+            error = Sandbox._set_wasi(context, limits, log_key)
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
             try:
                 instance = self.linker.instantiate(store, prepared.component)
                 func = instance.get_func(store, prepared.layout.export_index)
@@ -88,27 +92,9 @@ class ComponentSandbox:
                 pass
         finally:
             del store
+            _log_sinks.pop(log_key, None)
             attempt.duration_ms = (time.perf_counter() - started) * 1000.0
         return attempt
-
-
-class _LogSink:
-    """WASI stdout/stderr callback: append to the invocation's bounded log."""
-
-    def __init__(self, attempt: Attempt, limit: int) -> None:
-        self.attempt = attempt
-        self.limit = limit
-
-    def __call__(self, data: bytes) -> None:
-        attempt = self.attempt
-        if attempt.logs_truncated:
-            return
-        room = self.limit - len(attempt.logs)
-        if len(data) > room:
-            attempt.logs += data[: max(room, 0)]
-            attempt.logs_truncated = True
-        else:
-            attempt.logs += data
 
 
 def translate(exc: BaseException, limits: Limits, timeout_ms: float) -> InvocationError:

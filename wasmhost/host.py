@@ -58,8 +58,7 @@ class _Ready:
     prepared: Prepared | PreparedComponent
     limits: Limits
     context: dict[str, Any]
-    env: dict[str, str] | None = None
-    """The environment, for components (whose WASI is set up in Python); None for core modules."""
+    is_component: bool = False
 
 
 class Host:
@@ -200,7 +199,7 @@ class Host:
         try:
             call = self._start(ready, event, request_id, cold)
             loop = asyncio.get_running_loop()
-            if ready.env is not None:
+            if ready.is_component:
                 return await self._ainvoke_component(loop, ready, call)
             slice_ms = self.config.inline_slice_ms
             if slice_ms > 0 and self._slow_until.get(name, 0.0) < time.monotonic():
@@ -260,7 +259,7 @@ class Host:
             "function_version": record.version,
             "memory_limit_mb": config.memory_mb,
         }
-        ready = _Ready(record, prepared, limits, context, dict(env) if record.kind == "component" else None)
+        ready = _Ready(record, prepared, limits, context, record.kind == "component")
         self._ready[name] = ready
         while len(self._ready) > self.config.instance_cache_size:
             self._ready.popitem(last=False)
@@ -287,8 +286,8 @@ class Host:
 
     def _finish(self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None) -> InvocationResult:
         """Run the guest once and build the result (raises ``SliceExpired`` from an inline slice)."""
-        if ready.env is not None:
-            attempt = self.components.run(ready.prepared, call.request, ready.limits, ready.env, timeout_ms)  # type: ignore[arg-type]
+        if ready.is_component:
+            attempt = self.components.run(ready.prepared, call.request, ready.limits, timeout_ms)  # type: ignore[arg-type]
         else:
             attempt = self.sandbox.run(
                 ready.prepared,  # type: ignore[arg-type]
