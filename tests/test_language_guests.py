@@ -72,6 +72,16 @@ def test_infinite_loop_is_stopped(host, guests, lang):
     assert host.invoke(deploy(host, guests, lang, "echo", memory_mb=64), 1).payload == 1
 
 
+def test_handler_error_is_a_function_error(host, guests, lang):
+    if not (guests / f"{lang}-error.wasm").exists():
+        pytest.skip(f"no {lang}-error example")
+    name = deploy(host, guests, lang, "error", memory_mb=64)
+    result = host.invoke(name, {})
+    assert result.error.type == "FunctionError"
+    assert result.error.error_type == "ValidationError"
+    assert "name is required" in result.error.message
+
+
 def test_fresh_instance_per_invocation(host, guests, lang):
     if not (guests / f"{lang}-counter.wasm").exists():
         pytest.skip(f"no {lang}-counter example")
