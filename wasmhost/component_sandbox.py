@@ -23,7 +23,16 @@ from wasmtime import _ffi as ffi
 from .abi.component import ComponentLayout, call_bytes
 from .engine import TABLE_ELEMENTS, WasmEngine
 from .errors import FuelExhausted, InvocationError, OutOfMemory, Throttled, Timeout, Trap
-from .sandbox import UNLIMITED_FUEL, Attempt, Limits, Sandbox, _flatten, _log_keys, _log_sinks
+from .sandbox import (
+    UNLIMITED_FUEL,
+    Attempt,
+    Limits,
+    Sandbox,
+    _flatten,
+    _log_keys,
+    _log_sinks,
+    reports_out_of_memory,
+)
 
 
 @dataclass
@@ -84,6 +93,8 @@ class ComponentSandbox:
                 attempt.response = call_bytes(store, func, request)
             except wasmtime.WasmtimeError as exc:
                 attempt.error = translate(exc, limits, timeout_ms)
+                if attempt.error.type == "Trap" and reports_out_of_memory(attempt.logs):
+                    attempt.error = OutOfMemory(f"function ran out of memory: {attempt.error.message}")
             except InvocationError as exc:
                 attempt.error = exc
             try:

@@ -239,6 +239,10 @@ class Sandbox:
         code, attempt.response, attempt.fuel_used, attempt.memory_bytes, error, trap, phase, detail = outcome
         if code:
             attempt.error = self._failure(code, attempt.memory_bytes, len(request), limits, error, trap, phase, detail)
+            if attempt.error.type == "Trap" and reports_out_of_memory(attempt.logs):
+                attempt.error = OutOfMemory(
+                    f"function ran out of memory (limit {limits.memory_bytes // MiB} MB): {attempt.error.message}"
+                )
             if attempt.error.type == "Timeout":
                 if inline:
                     raise SliceExpired()
@@ -388,12 +392,32 @@ class Sandbox:
         if trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
             return FuelExhausted(f"function used its fuel budget of {limits.fuel}")
         message = _flatten(wasm_trap.message)
-        if phase == _PHASE_CALL and memory_size and memory_size + WASM_PAGE > limits.memory_bytes:
+        if phase == _PHASE_CALL and memory_size and near_memory_limit(memory_size, limits.memory_bytes):
             return OutOfMemory(
                 f"function ran out of memory: {memory_size // MiB} MB in use, limit "
                 f"{limits.memory_bytes // MiB} MB ({message})"
             )
         return Trap(message)
+
+
+#: What language runtimes print before they abort on a failed allocation
+#: (Rust's default handler; Go's runtime).
+OUT_OF_MEMORY_MESSAGES = (b"memory allocation of ", b"fatal error: out of memory", b"runtime: out of memory")
+
+
+def near_memory_limit(memory_bytes: int, limit_bytes: int) -> bool:
+    """Whether a trap at this memory size is most likely a failed ``memory.grow``.
+
+    wasmtime's C API reports no failed grow, so a trap with the memory within
+    one growth step of its cap (allocators grow by up to a few MiB at a time:
+    the larger of 2 MiB and an eighth of the limit) counts as out of memory.
+    """
+    return memory_bytes + max(2 * MiB, limit_bytes // 8) > limit_bytes
+
+
+def reports_out_of_memory(logs: bytearray) -> bool:
+    tail = bytes(logs[-4096:])
+    return any(message in tail for message in OUT_OF_MEMORY_MESSAGES)
 
 
 def _flatten(message: str) -> str:
