@@ -175,3 +175,23 @@ def test_init_creates_a_project_that_builds(tmp_path, monkeypatch):
         built = build(root)
         host.deploy("fn", built.path.read_bytes(), built.project.config(FunctionConfig().to_dict() | {"memory_mb": 64}))
         assert host.invoke("fn", {"x": 1}).payload["statusCode"] == 200
+
+
+def test_requirements_are_bundled(tmp_path):
+    """Pure-Python wheels from requirements.txt (fetched from the package index at build time)."""
+    (tmp_path / "handler.py").write_text(
+        "import six\n\ndef handler(event, context):\n    return {'six': six.__version__, 'py3': six.PY3}\n"
+    )
+    (tmp_path / "requirements.txt").write_text("six==1.16.0\n")
+    built = build(tmp_path)
+    with Host(data_dir=tmp_path / "data") as host:
+        host.deploy("deps", built.path.read_bytes(), FunctionConfig(memory_mb=64))
+        assert host.invoke("deps", {}).payload == {"six": "1.16.0", "py3": True}
+
+
+def test_requirement_without_a_pure_wheel_is_a_clear_build_error(tmp_path):
+    (tmp_path / "handler.py").write_text("def handler(event, context):\n    return 1\n")
+    (tmp_path / "requirements.txt").write_text("numpy==2.1.0\n")
+    with pytest.raises(BuildError) as info:
+        build(tmp_path)
+    assert "requirements.txt" in info.value.message and "pure-Python" in info.value.message
