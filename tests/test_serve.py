@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,8 +53,19 @@ class ServeProcess:
         return self.log.read_text()
 
 
-def test_serve_with_examples_and_two_workers(tmp_path, guests):
-    with ServeProcess(tmp_path / "data", "--workers", "2", "--deploy-dir", str(guests)) as server:
+@pytest.fixture
+def examples(tmp_path, guests):
+    """A folder of a few C examples to deploy (all of guests/dist takes a minute to compile)."""
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    for name in ("hello", "echo", "spin"):
+        shutil.copyfile(guests / f"{name}.wasm", folder / f"{name}.wasm")
+    return folder
+
+
+def test_serve_with_examples_and_two_workers(tmp_path, examples):
+    guests = examples
+    with ServeProcess(tmp_path / "data", "--workers", "2", "--deploy-dir", str(examples)) as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             hello = client.post("/invoke/hello", json={"name": "world"})
             assert hello.status_code == 200
@@ -77,12 +89,12 @@ def test_serve_with_examples_and_two_workers(tmp_path, guests):
     assert "deployed echo from" in output
 
 
-def test_restarted_server_serves_from_the_cache(tmp_path, guests):
+def test_restarted_server_serves_from_the_cache(tmp_path, examples):
     data = tmp_path / "data"
-    with ServeProcess(data, "--deploy-dir", str(guests)) as server:
+    with ServeProcess(data, "--deploy-dir", str(examples)) as server:
         assert httpx.post(f"{server.url}/invoke/echo", json=1).json() == 1
     cache_before = {p.name: p.stat().st_mtime_ns for p in (data / "cache").iterdir()}
-    with ServeProcess(data, "--deploy-dir", str(guests)) as server:
+    with ServeProcess(data, "--deploy-dir", str(examples)) as server:
         assert httpx.post(f"{server.url}/invoke/echo", json=2).json() == 2
         assert "deployed" not in server.output()  # nothing changed, nothing redeployed
     assert {p.name: p.stat().st_mtime_ns for p in (data / "cache").iterdir()} == cache_before
