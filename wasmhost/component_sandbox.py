@@ -11,7 +11,6 @@ on a worker thread, never inline on the event loop.
 from __future__ import annotations
 
 import ctypes
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +49,6 @@ class ComponentSandbox:
     def __init__(self, engine: WasmEngine, log_limit_bytes: int) -> None:
         self.engine = engine
         self.log_limit = log_limit_bytes
-        self.tick_ms = engine.ticker.period_ms
         self.linker = wc.Linker(engine.engine)
         self.linker.add_wasip2()
 
@@ -61,7 +59,7 @@ class ComponentSandbox:
         """Instantiate once (at deploy) so unknown imports fail now. Raises ``wasmtime.WasmtimeError``."""
         store = wasmtime.Store(self.engine.engine)
         store.set_fuel(UNLIMITED_FUEL)
-        store.set_epoch_deadline(math.ceil(10_000 / self.tick_ms))
+        store.set_epoch_deadline(self.engine.ticker.ticks_until(10_000))
         store.set_wasi(wasmtime.WasiConfig())
         self.linker.instantiate(store, prepared.component)
 
@@ -75,7 +73,7 @@ class ComponentSandbox:
         try:
             store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS)
             store.set_fuel(fuel)
-            store.set_epoch_deadline(math.ceil(timeout_ms / self.tick_ms) + 1)
+            store.set_epoch_deadline(self.engine.ticker.ticks_until(timeout_ms))
             # WASI through the same raw calls as core modules: our C callback
             # and no Python finalizer (wasmtime-py's runs on wasmtime's output
             # thread when the Store is dropped and can abort at interpreter exit).

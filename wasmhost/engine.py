@@ -94,9 +94,11 @@ class EpochTicker:
     def ticks_until(self, timeout_ms: float) -> int:
         """Epoch deadline (ticks beyond the current epoch) for a stop ``timeout_ms`` from now.
 
-        Never early: the next tick may come at once, so one tick is added.
+        Never early: the next tick may come at once, and the current one may
+        not have landed yet (timer threads start with some jitter), so two
+        ticks are added. Guests stop 1–2 ticks after their deadline.
         """
-        return math.ceil(timeout_ms / self.period_ms) + 1
+        return math.ceil(timeout_ms / self.period_ms) + 2
 
     def close(self) -> None:
         """Stop ticking. Idempotent. Waits out a tick already in flight."""

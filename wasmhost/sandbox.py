@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import math
 import os
-import threading
 import time
 from ctypes import byref, c_char, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
@@ -34,14 +32,11 @@ from .errors import (
     Trap,
     WasmhostError,
 )
+from .invocation_thread import SliceExpired, _current, define_poll_oneoff
 
 WASM_PAGE = 65536
 UNLIMITED_FUEL = 2**63 - 1
 TRUNCATION_MARKER = "\n[wasmhost: log output truncated at {limit} bytes]\n"
-
-
-class SliceExpired(Exception):
-    """An inline attempt ran out of its slice; run it again on a worker thread."""
 
 
 @dataclass
@@ -118,17 +113,6 @@ class _Scratch:
         self.fuel_ref = byref(self.fuel)
 
 
-class _Current(threading.local):
-    """The invocation running on this thread (a Store is used by one thread only)."""
-
-    scratch: _Scratch | None = None
-    deadline: float = 0.0  # time.monotonic() at which the guest must stop
-    inline: bool = False
-    aborted: bool = False  # a host function stopped the guest at its deadline
-
-
-_current = _Current()
-
 # Outcome codes and phases shared with the C fast path (wasmhost/_fastpath.c).
 _OK, _FAILED, _ALLOC_NULL, _ALLOC_OUT_OF_BOUNDS, _RESPONSE_OUT_OF_BOUNDS = 0, 1, 2, 3, 4
 _PHASE_SETUP, _PHASE_INSTANTIATE, _PHASE_CALL = 0, 1, 2
@@ -169,12 +153,12 @@ class Sandbox:
     def __init__(self, engine: WasmEngine, log_limit_bytes: int) -> None:
         self.engine = engine
         self.log_limit = log_limit_bytes
-        self.tick_ms = engine.ticker.period_ms
+        self.ticks_until = engine.ticker.ticks_until
         self.fast = _fastpath is not None and os.environ.get("WASMHOST_FASTPATH", "1") != "0"
         self.linker = wasmtime.Linker(engine.engine)
         self.linker.define_wasi()
         self.linker.allow_shadowing = True
-        _define_poll_oneoff(self.linker)
+        define_poll_oneoff(self.linker)
 
     def prepare(self, digest: str, module: wasmtime.Module, layout: CoreLayout) -> Prepared:
         """Link ``module`` once. Raises ``InvalidModule``-worthy ``WasmtimeError`` on unknown imports."""
@@ -208,7 +192,7 @@ class Sandbox:
             log_key = next(_log_keys)
             _log_sinks[log_key] = (attempt, self.log_limit)
         fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
-        ticks = math.ceil(budget_ms / self.tick_ms) + 1
+        ticks = self.ticks_until(budget_ms)
         started = time.perf_counter()
         current.deadline = time.monotonic() + budget_ms / 1000.0
         try:
@@ -434,72 +418,3 @@ def _flatten(message: str) -> str:
         return ": ".join(lines)
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     return lines[0] if lines else message
-
-
-# --- a deadline-aware poll_oneoff ------------------------------------------------
-#
-# Epoch interruption cannot stop a guest blocked inside a host call, and WASI's
-# poll_oneoff is how guests sleep. This replacement never sleeps past the
-# invocation's deadline (the epoch then stops the guest as soon as it is back in
-# wasm), and in an inline slice, where sleeping would block the event loop, it
-# aborts the attempt so that it restarts on a worker thread.
-
-_SUBSCRIPTION_SIZE = 48
-_EVENT_SIZE = 32
-_CLOCK, _FD_READ, _FD_WRITE = 0, 1, 2
-_ERRNO_SUCCESS, _ERRNO_INVAL = 0, 28
-
-
-def _define_poll_oneoff(linker: wasmtime.Linker) -> None:
-    i32 = wasmtime.ValType.i32()
-    ty = wasmtime.FuncType([i32, i32, i32, i32], [i32])
-    linker.define_func("wasi_snapshot_preview1", "poll_oneoff", ty, _poll_oneoff, access_caller=True)
-
-
-def _poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory) or count == 0:
-        return _ERRNO_INVAL
-    data = memory.read(caller, in_ptr, in_ptr + count * _SUBSCRIPTION_SIZE)
-    now_ns = {0: time.time_ns(), 1: time.monotonic_ns()}
-    events: list[bytes] = []
-    sleep_ns: int | None = None
-    clocks: list[tuple[int, int]] = []  # (userdata, wait_ns)
-    for i in range(count):
-        sub = data[i * _SUBSCRIPTION_SIZE : (i + 1) * _SUBSCRIPTION_SIZE]
-        userdata = int.from_bytes(sub[0:8], "little")
-        tag = sub[8]
-        if tag == _CLOCK:
-            clock_id = int.from_bytes(sub[16:20], "little")
-            timeout = int.from_bytes(sub[24:32], "little")
-            absolute = int.from_bytes(sub[40:42], "little") & 1
-            wait = timeout - now_ns.get(clock_id, now_ns[1]) if absolute else timeout
-            wait = max(wait, 0)
-            clocks.append((userdata, wait))
-            sleep_ns = wait if sleep_ns is None else min(sleep_ns, wait)
-        elif tag in (_FD_READ, _FD_WRITE):
-            # stdin is empty and stdout/stderr never block: report them ready.
-            events.append(_event(userdata, 0, tag))
-        else:
-            return _ERRNO_INVAL
-    if not events and sleep_ns:
-        remaining = _current.deadline - time.monotonic()
-        if _current.inline:
-            # Sleeping here would block the event loop: restart on a worker thread.
-            _current.aborted = True
-            raise SliceExpired("guest sleeps")
-        if sleep_ns / 1e9 >= remaining:
-            # The sleep would outlast the invocation: sleep to the deadline, then stop it.
-            time.sleep(max(0.0, remaining))
-            _current.aborted = True
-            raise TimeoutError("deadline reached in poll_oneoff")
-        time.sleep(sleep_ns / 1e9)
-    if not events:
-        events = [_event(userdata, 0, _CLOCK) for userdata, wait in clocks if wait <= (sleep_ns or 0)]
-    memory.write(caller, b"".join(events), out_ptr)
-    memory.write(caller, len(events).to_bytes(4, "little"), nevents_ptr)
-    return _ERRNO_SUCCESS
-
-
-def _event(userdata: int, error: int, kind: int) -> bytes:
-    return userdata.to_bytes(8, "little") + error.to_bytes(2, "little") + bytes([kind]) + bytes(5) + bytes(16)
