@@ -87,3 +87,34 @@ def test_both_paths_agree_on_abi_misuse(hosts, code):
         results.append(outcome(host.invoke("f", {"x": "y" * 20})))
     assert results[0] == results[1]
     assert results[0][1] is not None
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_every_ticker_advances_the_epoch_and_stops_cleanly(tmp_path, monkeypatch, fast):
+    # The C ticker thread where the extension is built, the POSIX timer otherwise:
+    # each must advance the epoch at about its period and stop when closed.
+    if fast == "1" and sandbox_module._fastpath is None:
+        pytest.skip("wasmhost._fastpath is not built here")
+    monkeypatch.setenv("WASMHOST_FASTPATH", fast)
+    import time
+
+    import wasmtime
+
+    from wasmhost.engine import EpochTicker
+
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    engine = wasmtime.Engine(config)
+    ticker = EpochTicker(engine, 2.0)
+    assert ticker.kind == ("native-thread" if fast == "1" else "posix-timer")
+    store = wasmtime.Store(engine)
+    module = wasmtime.Module(engine, '(module (func (export "spin") (loop (br 0))))')
+    spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
+    store.set_epoch_deadline(25)  # 25 ticks of 2 ms
+    started = time.perf_counter()
+    with pytest.raises(wasmtime.Trap):
+        spin(store)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert 40 <= elapsed_ms < 500, elapsed_ms
+    ticker.close()
+    ticker.close()  # idempotent

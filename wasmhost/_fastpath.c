@@ -20,8 +20,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct { uint64_t store_id; void *private_; } wt_func;
 typedef struct { struct { uint64_t store_id; uint32_t private1; } a; uint32_t private2; } wt_memory;
@@ -47,6 +51,7 @@ static int (*instance_export_nth)(void *ctx, const wt_instance *, size_t, char *
 static void *(*func_call_unchecked)(void *ctx, const wt_func *, wt_val_raw *, size_t, void **trap);
 static uint8_t *(*memory_data)(void *ctx, const wt_memory *);
 static size_t (*memory_data_size)(void *ctx, const wt_memory *);
+static void (*engine_increment_epoch)(void *engine);
 
 static int bound = 0;
 
@@ -86,6 +91,7 @@ static PyObject *fp_bind(PyObject *self, PyObject *args) {
     BIND(func_call_unchecked, "wasmtime_func_call_unchecked");
     BIND(memory_data, "wasmtime_memory_data");
     BIND(memory_data_size, "wasmtime_memory_data_size");
+    BIND(engine_increment_epoch, "wasmtime_engine_increment_epoch");
     bound = 1;
     Py_RETURN_NONE;
 }
@@ -239,9 +245,98 @@ done:
                          (unsigned long long)(uintptr_t)trap, phase, (unsigned long long)detail);
 }
 
+/*
+ * The epoch ticker: one native thread that sleeps to the next multiple of the
+ * period (absolute CLOCK_MONOTONIC deadlines, so ticks do not drift) and
+ * advances the engine's epoch. No GIL, no thread per tick (glibc's SIGEV_THREAD
+ * timers start a new thread for every expiry, which cost ~6% of HTTP
+ * throughput at a 2 ms period).
+ */
+typedef struct {
+    void *engine;
+    long period_ns;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stop;
+    pthread_t thread;
+} ticker_t;
+
+static void add_ns(struct timespec *t, long ns) {
+    t->tv_nsec += ns;
+    while (t->tv_nsec >= 1000000000L) {
+        t->tv_nsec -= 1000000000L;
+        t->tv_sec += 1;
+    }
+}
+
+static void *ticker_main(void *arg) {
+    ticker_t *t = arg;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    pthread_mutex_lock(&t->lock);
+    while (!t->stop) {
+        add_ns(&next, t->period_ns);
+        int rc = 0;
+        while (!t->stop && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&t->wake, &t->lock, &next);
+        if (t->stop) break;
+        engine_increment_epoch(t->engine);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > next.tv_sec + 1) next = now; /* after a suspend: no burst of catch-up ticks */
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* ticker_start(engine, period_ns) -> handle: start ticking `engine`. */
+static PyObject *fp_ticker_start(PyObject *self, PyObject *args) {
+    unsigned long long engine;
+    long period_ns;
+    if (!PyArg_ParseTuple(args, "Kl", &engine, &period_ns)) return NULL;
+    if (!bound) return PyErr_Format(PyExc_RuntimeError, "bind() first");
+    if (period_ns <= 0) return PyErr_Format(PyExc_ValueError, "period must be positive");
+    ticker_t *t = calloc(1, sizeof *t);
+    if (!t) return PyErr_NoMemory();
+    t->engine = (void *)(uintptr_t)engine;
+    t->period_ns = period_ns;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&t->lock, NULL);
+    int rc = pthread_create(&t->thread, NULL, ticker_main, t);
+    if (rc != 0) {
+        free(t);
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)t);
+}
+
+/* ticker_stop(handle): stop and join the thread; no tick happens after it returns. */
+static PyObject *fp_ticker_stop(PyObject *self, PyObject *args) {
+    unsigned long long handle;
+    if (!PyArg_ParseTuple(args, "K", &handle)) return NULL;
+    ticker_t *t = (ticker_t *)(uintptr_t)handle;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    Py_END_ALLOW_THREADS
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"bind", fp_bind, METH_VARARGS, "bind(path): find wasmtime's C API in the library at path."},
     {"run", fp_run, METH_VARARGS, "Run one invocation of a core-module guest (see the C source)."},
+    {"ticker_start", fp_ticker_start, METH_VARARGS, "ticker_start(engine, period_ns) -> handle."},
+    {"ticker_stop", fp_ticker_stop, METH_VARARGS, "ticker_stop(handle): stop and join the ticker thread."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -105,3 +105,18 @@ def take_error(pointer: int) -> Exception:
     from wasmtime import WasmtimeError
 
     return WasmtimeError._from_ptr(ctypes.cast(pointer, POINTER(ffi.wasmtime_error_t)))
+
+
+def _load_fastpath() -> Any:
+    """The optional C extension (wasmhost/_fastpath.c), bound to wasmtime's library, or None."""
+    try:
+        from . import _fastpath  # type: ignore[attr-defined]
+
+        _fastpath.bind(str(ffi.filename))
+    except (ImportError, RuntimeError):  # not built (no C compiler) or wasmtime changed
+        return None
+    return _fastpath
+
+
+fastpath: Any = _load_fastpath()
+"""``wasmhost._fastpath`` when it was built, else None (the ctypes paths are used)."""

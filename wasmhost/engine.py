@@ -22,6 +22,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 import wasmtime.component as wc
@@ -41,14 +42,20 @@ ENGINE_SETTINGS = "fuel=1,epoch=1,pooling=1,v1"
 
 
 class EpochTicker:
-    """Advances the engine's epoch every ``period_ms`` from a native timer thread.
+    """Advances the engine's epoch every ``period_ms`` from a native thread.
 
-    A POSIX timer (``timer_create`` with ``SIGEV_THREAD``) calls
-    ``wasmtime_engine_increment_epoch(engine)`` directly, so ticking never takes
-    the GIL: a ticker written in Python would need the GIL every tick, and each
-    hand-off between it and a thread running guests costs a context switch (it
-    cut HTTP throughput by a third here), while a busy event loop would delay it.
-    Where the timer is unavailable (not glibc), a Python thread ticks instead.
+    Ticking never takes the GIL: a ticker written in Python would need the GIL
+    every tick, and each hand-off between it and a thread running guests costs
+    a context switch (it cut HTTP throughput by a third here), while a busy
+    event loop would delay it. In order of preference:
+
+    1. the C extension's ticker thread (``_fastpath.ticker_start``): one
+       pthread sleeping to absolute deadlines;
+    2. a POSIX timer (``timer_create`` with ``SIGEV_THREAD``) calling
+       ``wasmtime_engine_increment_epoch(engine)`` directly — glibc starts a
+       thread for every expiry, which cost about 6 % of HTTP throughput at a
+       2 ms period (bench/README.md);
+    3. a Python thread, where neither is available.
     """
 
     def __init__(self, engine: wasmtime.Engine, period_ms: float) -> None:
@@ -57,9 +64,25 @@ class EpochTicker:
         self._finalizer: weakref.finalize | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        if not self._start_native_timer(engine, period_ms):
+        self.kind = "thread"
+        if self._start_native_thread(engine, period_ms):
+            self.kind = "native-thread"
+        elif self._start_native_timer(engine, period_ms):
+            self.kind = "posix-timer"
+        else:
             self._thread = threading.Thread(target=self._run_python, name="wasmhost-epoch", daemon=True)
             self._thread.start()
+
+    def _start_native_thread(self, engine: wasmtime.Engine, period_ms: float) -> bool:
+        fastpath = _native.fastpath
+        if fastpath is None or os.environ.get("WASMHOST_FASTPATH", "1") == "0":
+            return False
+        engine_ptr = ctypes.cast(engine.ptr(), ctypes.c_void_p).value or 0
+        handle = fastpath.ticker_start(engine_ptr, int(period_ms * 1_000_000))
+        # The thread is joined before the engine can be freed (the finalizer
+        # holds the engine), whether the owner calls close() or not.
+        self._finalizer = weakref.finalize(self, _stop_thread, fastpath, handle, engine)
+        return True
 
     def _start_native_timer(self, engine: wasmtime.Engine, period_ms: float) -> bool:
         try:
@@ -107,6 +130,11 @@ class EpochTicker:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=1)
+
+
+def _stop_thread(fastpath: Any, handle: int, engine: wasmtime.Engine) -> None:
+    fastpath.ticker_stop(handle)  # joins: no tick after this returns
+    del engine
 
 
 def _stop_timer(libc: ctypes.CDLL, timer: ctypes.c_void_p, engine: wasmtime.Engine, period_ms: float) -> None:

@@ -139,12 +139,7 @@ def _capture_output(key: int | None, buf: Any, size: int) -> int:
 
 _CAPTURE_OUTPUT_ADDRESS = ctypes.cast(_capture_output, c_void_p).value or 0
 
-try:
-    from . import _fastpath  # type: ignore[attr-defined]
-
-    _fastpath.bind(str(wasmtime._ffi.filename))
-except (ImportError, RuntimeError):  # not built (no C compiler) or wasmtime changed
-    _fastpath = None
+_fastpath = _native.fastpath
 
 
 class Sandbox:
