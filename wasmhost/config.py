@@ -105,8 +105,10 @@ class HostConfig:
     inline_slice_ms: int = 3
     """Async invocations first run on the caller's thread for at most this long; longer
     ones are restarted on a worker thread (see docs/architecture.md)."""
-    worker_threads: int = 64
-    """Threads for invocations that outgrow their inline slice (and for blocking callers)."""
+    worker_threads: int = 1000
+    """Most threads for invocations that outgrow their inline slice, sleep, or are components.
+    Started on demand; as many as ``max_concurrency`` so that every admitted invocation runs
+    at once (a guest that sleeps holds its thread, as a Lambda instance would)."""
     log_limit_bytes: int = 256 * 1024
     """Guest stdout+stderr kept per invocation; the rest is dropped with a marker."""
     max_payload_bytes: int = 6 * MiB
