@@ -64,10 +64,12 @@ class EpochTicker:
         self._finalizer: weakref.finalize | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.kind = "thread"
-        if self._start_native_thread(engine, period_ms):
+        # WASMHOST_TICKER names one kind, for measuring them against each other (bench/README.md).
+        wanted = os.environ.get("WASMHOST_TICKER", "")
+        self.kind = "python-thread"
+        if wanted in ("", "native-thread") and self._start_native_thread(engine, period_ms):
             self.kind = "native-thread"
-        elif self._start_native_timer(engine, period_ms):
+        elif wanted in ("", "posix-timer") and self._start_native_timer(engine, period_ms):
             self.kind = "posix-timer"
         else:
             self._thread = threading.Thread(target=self._run_python, name="wasmhost-epoch", daemon=True)
