@@ -42,8 +42,12 @@ class Context:
         self.aws_request_id: str = raw.get("request_id", "")
         self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{name}"
         self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{version}]{self.aws_request_id[:32]}"
         self._deadline_ms: int = raw.get("deadline_ms", 0)
+
+    @property
+    def log_stream_name(self) -> str:
+        """Lambda's ``YYYY/MM/DD/[version]id`` (built when read: formatting dates is slow here)."""
+        return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{self.function_version}]{self.aws_request_id[:32]}"
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds until the host stops this invocation."""
