@@ -10,7 +10,8 @@ help:
 	@echo "make run        install, build the example guests, serve them on http://127.0.0.1:$(PORT)"
 	@echo "make test       install, build guests, run the whole test suite"
 	@echo "make test-fast  the same without tests marked slow"
-	@echo "make bench      latency and throughput, side by side with a bare Starlette echo"
+	@echo "make bench      measure everything (< 10 min): bench/results/latest.md and charts"
+	@echo "make bench-quick  the same, shorter (about a minute)"
 	@echo "make lint       ruff and mypy"
 
 install: $(VENV)/.installed
@@ -53,11 +54,14 @@ test: guests
 test-fast: guests
 	$(PY) -m pytest -m "not slow"
 
+# The benchmark: under ten minutes, report in bench/results/ (see bench/README.md).
+# ONLY=cold_invoke,http runs some scenarios (into bench/results/partial/).
 bench: guests wrk
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY))
 
+# About a minute; results in bench/results/partial/.
 bench-quick: guests wrk
-	$(PY) bench/run.py --quick
+	$(PY) bench/run.py --quick $(if $(ONLY),--only $(ONLY))
 
 # The HTTP load generator (Debian's wrk), installed when missing.
 wrk:

@@ -315,6 +315,32 @@ def serve(
         _fail(error)
 
 
+def bench_script() -> Path:
+    """``bench/run.py`` of the source tree this package was imported from (it is not installed)."""
+    return Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@main.command(name="bench")
+@click.option("--quick", is_flag=True, help="A short run of every scenario (about a minute).")
+@click.option("--only", default=None, metavar="SCENARIO[,SCENARIO]", help="Run only these scenarios.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Directory for the results.")
+def bench(quick: bool, only: str | None, out: str | None) -> None:
+    """Run the benchmark (bench/run.py of a source checkout): results in bench/results/."""
+    import subprocess
+
+    script = bench_script()
+    if not script.is_file():
+        click.echo(
+            f"error: wasmhost bench runs the benchmark of a source checkout, and {script} does not exist: "
+            "clone the repository, `pip install -e .` it, and run `wasmhost bench` (or `make bench`) there",
+            err=True,
+        )
+        sys.exit(1)
+    args = [sys.executable, str(script), *(["--quick"] if quick else [])]
+    args += [*(["--only", only] if only else []), *(["--out", out] if out else [])]
+    sys.exit(subprocess.run(args, cwd=script.parent.parent).returncode)
+
+
 def _deploy_dir(target: Target, folder: Path) -> None:
     host = target.host
     for path in sorted([*folder.glob("*.wasm"), *folder.glob("*.wat")]):
