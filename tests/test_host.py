@@ -89,6 +89,15 @@ def test_restarted_host_compiles_nothing(tmp_path, guest):
         assert second.engine.cache.compiles == 0
 
 
+def test_deploying_known_code_again_maps_it_instead_of_compiling(tmp_path, guest):
+    with Host(data_dir=tmp_path) as host:
+        host.deploy("echo", guest("echo"))
+        host.deploy("echo-copy", guest("echo"))
+        host.deploy("echo", guest("echo"), FunctionConfig(memory_mb=32))
+        assert host.engine.cache.compiles == 1
+        assert host.invoke("echo-copy", "same code").payload == "same code"
+
+
 def test_lost_cache_is_rebuilt_from_the_stored_module(tmp_path, guest):
     with Host(data_dir=tmp_path) as first:
         first.deploy("echo", guest("echo"))

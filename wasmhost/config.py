@@ -96,7 +96,7 @@ class HostConfig:
     """Directory for the registry database, code blobs and the compile cache."""
     max_instances: int = 1000
     """Slots in wasmtime's pooling allocator: the most sandboxes alive at once in this process."""
-    keep_resident_bytes: int = 128 * 1024
+    keep_resident_bytes: int = 256 * 1024
     """Bytes of each sandbox's memory kept mapped between invocations (zeroed, not unmapped)."""
     max_concurrency: int = 1000
     """Host-wide cap on invocations in flight in this process; over it callers get Throttled."""

@@ -138,7 +138,9 @@ class Host:
         wasm = to_wasm(code)
         kind = wasm_kind(wasm)
         digest = self.blobs.digest(wasm)
-        compiled = self.engine.cache.compile(digest, wasm, kind)
+        # Code deployed before (under any name) is mapped from the compile cache:
+        # it was validated and compiled then.
+        compiled, _ = self.engine.cache.load(digest, lambda: wasm, kind)
         prepared = self._prepare(digest, kind, compiled)
         if kind == "component":
             try:
