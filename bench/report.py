@@ -375,7 +375,7 @@ def _scale(result: dict[str, Any]) -> list[str]:
         f"| functions deployed | {functions['functions']:,} ({functions['distinct_digests']:,} distinct digests) |",
         f"| deploy rate (compiling), per chunk of 250 | {fmt(functions['deploy_per_s'], digits=0)} functions/s "
         f"({functions['compiled_by_deploy']:,} in {functions['deploy_s']:.0f} s) |",
-        f"| register rate (shared code) | {functions['register_per_s'] or 0:,.0f} functions/s |",
+        f"| deploy rate (code compiled before) | {functions['register_per_s'] or 0:,.0f} functions/s |",
         f"| host RSS: empty → after deploys → after first invokes | {mib(functions['rss_start_bytes'])} → "
         f"{mib(functions['rss_after_deploy_bytes'])} → {mib(functions['rss_after_invokes_bytes'])} |",
         f"| first invoke of {first['n']} random functions | p50 {first['p50']:.2f} ms, p99 {first['p99']:.2f} ms, "

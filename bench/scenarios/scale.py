@@ -7,9 +7,8 @@ bench.scenarios.scale_worker functions|inflight``) so the memory it reports is i
 unique custom section, so every digest differs and each is really compiled).
 A real compile of the C echo takes ~20 ms here, so 10,000 of them would take
 over three minutes of a ten-minute budget: full runs compile ``distinct`` of
-them through ``Host.deploy`` and register the rest sharing that code (the
-registry row ``Host.deploy`` writes after compiling; ``Host.deploy`` itself
-recompiles even code it has already compiled). Then the first invocation of
+them and deploy the rest with code compiled before (``Host.deploy`` maps
+known code from the compile cache instead of compiling it again). Then the first invocation of
 random functions not invoked before (most are not in the host's LRU of
 prepared modules, so their code is mapped from the compile cache).
 
