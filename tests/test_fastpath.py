@@ -49,7 +49,8 @@ CASES = [
 @pytest.fixture
 def hosts(tmp_path):
     fast, slow = Host(data_dir=tmp_path / "fast"), Host(data_dir=tmp_path / "slow")
-    slow.sandbox.fast = False
+    for fuel in (None, 1):  # the plain and the metered engine's sandboxes
+        slow.runtime(FunctionConfig(fuel=fuel)).sandbox.fast = False
     yield fast, slow
     fast.close()
     slow.close()

@@ -17,7 +17,7 @@ def test_embedding_api_round_trip(tmp_path, guest):
         r = host.invoke("echo", {"a": 1})
         assert r.payload == {"a": 1} and r.error is None
         assert r.request_id and r.duration_ms > 0 and r.billed_ms >= 1
-        assert r.fuel_used > 0 and r.max_memory_bytes > 0 and r.logs == ""
+        assert r.fuel_used == 0 and r.max_memory_bytes > 0 and r.logs == ""  # no fuel budget: not metered
         assert isinstance(r.cold, bool)
         assert [f.name for f in host.list()] == ["echo"]
         assert host.get("echo").config.memory_mb == 16
@@ -87,6 +87,24 @@ def test_restarted_host_compiles_nothing(tmp_path, guest):
         assert second.invoke("fib", {"n": 15}).payload == 610
         assert second.invoke("hello").payload["statusCode"] == 200
         assert second.engine.cache.compiles == 0
+
+
+def test_only_functions_with_a_fuel_budget_run_on_the_metered_engine(tmp_path, guest):
+    with Host(data_dir=tmp_path) as host:
+        host.deploy("fib", guest("fib"))
+        assert host.invoke("fib", {"n": 20}).fuel_used == 0
+        assert set(host._runtimes) == {False}  # the metered engine is made when first needed
+        host.update_config("fib", fuel=10_000_000)
+        assert host.runtime(host.get("fib").config).engine.metered
+        metered = host.invoke("fib", {"n": 20})
+        assert metered.payload == 6765 and metered.fuel_used > 10_000
+        host.update_config("fib", fuel=1000)
+        assert host.invoke("fib", {"n": 25}).error.type == "FuelExhausted"
+        host.update_config("fib", fuel=None)
+        plain = host.invoke("fib", {"n": 25})
+        assert plain.payload == 75025 and plain.fuel_used == 0
+    caches = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "cache").iterdir()}
+    assert len(caches) == 2  # compiled once per engine, each under its own fingerprint
 
 
 def test_deploying_known_code_again_maps_it_instead_of_compiling(tmp_path, guest):

@@ -61,11 +61,15 @@ def test_fuel_budget_stops_cpu_bound_work(host, guest):
     assert 0 < small.fuel_used <= 100_000
 
 
-def test_fuel_is_metered_without_a_budget(host, guest):
-    host.deploy("fib", guest("fib"))
-    low, high = host.invoke("fib", {"n": 10}), host.invoke("fib", {"n": 20})
+def test_fuel_is_counted_with_a_budget_and_not_without(host, guest):
+    # Counting fuel slows every instruction, so only budgeted functions pay for it.
+    host.deploy("metered", guest("fib"), FunctionConfig(fuel=10**12))
+    host.deploy("plain", guest("fib"))
+    low, high = host.invoke("metered", {"n": 10}), host.invoke("metered", {"n": 20})
     assert high.payload == 6765
     assert high.fuel_used > low.fuel_used * 50
+    plain = host.invoke("plain", {"n": 20})
+    assert plain.payload == 6765 and plain.fuel_used == 0
 
 
 def test_memory_limit_is_out_of_memory(host, guest):
@@ -139,7 +143,7 @@ def test_logs_are_bounded_with_a_marker(tmp_path, guest):
 
 
 def test_metering_fields(host, guest):
-    host.deploy("echo", guest("echo"), FunctionConfig(memory_mb=16))
+    host.deploy("echo", guest("echo"), FunctionConfig(memory_mb=16, fuel=10**9))
     first = host.invoke("echo", {"a": 1})
     assert first.duration_ms > 0
     assert first.billed_ms == max(1, -(-first.duration_ms // 1))

@@ -112,7 +112,7 @@ enum { PHASE_SETUP = 0, PHASE_INSTANTIATE = 1, PHASE_CALL = 2 };
 
 /*
  * run(engine, pre, memory_index, alloc_index, handle_index, initialize_index,
- *     memory_bytes, table_elements, deadline_ticks, fuel,
+ *     memory_bytes, table_elements, deadline_ticks, fuel (0: the engine has no fuel),
  *     output_callback, log_key, env_count, env_keys, env_values, request)
  *
  * Pointers are passed as ints. initialize_index < 0 means none; output_callback
@@ -153,7 +153,7 @@ static PyObject *fp_run(PyObject *self, PyObject *args) {
     void *ctx = store_context(store);
     store_limiter(store, memory_bytes, table_elements, -1, -1, -1);
     set_epoch_deadline(ctx, ticks);
-    error = set_fuel(ctx, fuel);
+    error = fuel ? set_fuel(ctx, fuel) : NULL; /* 0: an engine without fuel */
     if (!error && callback) {
         void *wasi = wasi_config_new();
         if (env_count)
@@ -230,7 +230,7 @@ static PyObject *fp_run(PyObject *self, PyObject *args) {
     }
 
 done:
-    if (!get_fuel(ctx, &remaining)) fuel_used = fuel - remaining;
+    if (fuel && !get_fuel(ctx, &remaining)) fuel_used = fuel - remaining;
     if (have_memory && code != FP_OK) memory_size = memory_data_size(ctx, &memory_ext.of.memory);
     Py_BEGIN_ALLOW_THREADS
     store_delete(store);

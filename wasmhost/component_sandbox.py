@@ -30,6 +30,7 @@ from .sandbox import (
     _flatten,
     _log_keys,
     _log_sinks,
+    fuel_for,
     reports_out_of_memory,
 )
 
@@ -58,7 +59,8 @@ class ComponentSandbox:
     def check_links(self, prepared: PreparedComponent) -> None:
         """Instantiate once (at deploy) so unknown imports fail now. Raises ``wasmtime.WasmtimeError``."""
         store = wasmtime.Store(self.engine.engine)
-        store.set_fuel(UNLIMITED_FUEL)
+        if self.engine.metered:
+            store.set_fuel(UNLIMITED_FUEL)
         store.set_epoch_deadline(self.engine.ticker.ticks_until(10_000))
         store.set_wasi(wasmtime.WasiConfig())
         self.linker.instantiate(store, prepared.component)
@@ -67,12 +69,13 @@ class ComponentSandbox:
         """Instantiate ``prepared`` in a fresh Store and run one request through it."""
         attempt = Attempt()
         log_key = 0
-        fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
+        fuel = fuel_for(self.engine, limits)
         started = time.perf_counter()
         store = wasmtime.Store(self.engine.engine)
         try:
             store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS)
-            store.set_fuel(fuel)
+            if fuel:
+                store.set_fuel(fuel)
             store.set_epoch_deadline(self.engine.ticker.ticks_until(timeout_ms))
             # WASI through the same raw calls as core modules: our C callback
             # and no Python finalizer (wasmtime-py's runs on wasmtime's output
@@ -95,10 +98,11 @@ class ComponentSandbox:
                     attempt.error = OutOfMemory(f"function ran out of memory: {attempt.error.message}")
             except InvocationError as exc:
                 attempt.error = exc
-            try:
-                attempt.fuel_used = fuel - store.get_fuel()
-            except wasmtime.WasmtimeError:
-                pass
+            if fuel:
+                try:
+                    attempt.fuel_used = fuel - store.get_fuel()
+                except wasmtime.WasmtimeError:
+                    pass
         finally:
             del store
             _log_sinks.pop(log_key, None)

@@ -38,7 +38,7 @@ Compiled = wasmtime.Module | wc.Component
 TABLE_ELEMENTS = 100_000
 #: Version of the engine settings below; bump when they change so old cache
 #: entries are ignored rather than rejected by wasmtime.
-ENGINE_SETTINGS = "fuel=1,epoch=1,pooling=1,v1"
+ENGINE_SETTINGS = "epoch=1,pooling=1,v1"
 
 
 TABLE_KEEP_RESIDENT = 4096
@@ -175,10 +175,10 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
 
 
-def engine_fingerprint() -> str:
+def engine_fingerprint(metered: bool = True) -> str:
     """Names compiled code this engine can load: wasmtime version, settings, CPU."""
     version = importlib.metadata.version("wasmtime")
-    text = f"wasmtime={version};{ENGINE_SETTINGS};{platform.machine()}"
+    text = f"wasmtime={version};fuel={int(metered)},{ENGINE_SETTINGS};{platform.machine()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -230,17 +230,23 @@ class CompileCache:
 
 
 class WasmEngine:
-    """The process's wasmtime engine, linker, epoch ticker and compile cache."""
+    """A wasmtime engine with its epoch ticker and compile cache.
 
-    def __init__(self, config: HostConfig) -> None:
+    ``metered`` engines count fuel (every instruction pays for it: 1.4× slower
+    compute, bench/README.md); a Host uses one only for functions with a fuel
+    budget. Both kinds interrupt by epoch (timeouts).
+    """
+
+    def __init__(self, config: HostConfig, metered: bool = False) -> None:
         self.config = config
+        self.metered = metered
         wasm_config = wasmtime.Config()
-        wasm_config.consume_fuel = True
+        wasm_config.consume_fuel = metered
         wasm_config.epoch_interruption = True
         _enable_pooling(wasm_config, config.max_instances, config.keep_resident_bytes)
         self.engine = wasmtime.Engine(wasm_config)
         self.engine_ptr: int = ctypes.cast(self.engine.ptr(), ctypes.c_void_p).value or 0
-        self.fingerprint = engine_fingerprint()
+        self.fingerprint = engine_fingerprint(metered)
         self.cache = CompileCache(Path(config.data_dir) / "cache", self.engine, self.fingerprint)
         self.ticker = EpochTicker(self.engine, config.epoch_tick_ms)
         self._closed = False

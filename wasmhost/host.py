@@ -51,13 +51,28 @@ SLOW_MEMORY_S = 10.0
 
 
 @dataclass
+class _Runtime:
+    """An engine and the sandboxes running guests on it."""
+
+    engine: WasmEngine
+    sandbox: Sandbox
+    components: ComponentSandbox
+
+    @classmethod
+    def create(cls, config: HostConfig, metered: bool) -> _Runtime:
+        engine = WasmEngine(config, metered=metered)
+        return cls(engine, Sandbox(engine, config.log_limit_bytes), ComponentSandbox(engine, config.log_limit_bytes))
+
+
+@dataclass
 class _Ready:
-    """A function version ready to run: its record, prepared code and limits."""
+    """A function version ready to run: its record, prepared code, limits and runtime."""
 
     record: FunctionRecord
     prepared: Prepared | PreparedComponent
     limits: Limits
     context: dict[str, Any]
+    runtime: _Runtime
     is_component: bool = False
 
 
@@ -79,11 +94,15 @@ class Host:
         root.mkdir(parents=True, exist_ok=True)
         self.registry = SqliteRegistry(root / "wasmhost.db")
         self.blobs = BlobStore(root / "blobs")
-        self.engine = WasmEngine(config)
-        self.sandbox = Sandbox(self.engine, config.log_limit_bytes)
-        self.components = ComponentSandbox(self.engine, config.log_limit_bytes)
+        # Two engines: fuel costs every instruction (1.4x on compute), so only
+        # functions with a fuel budget run on the metered one, made when first needed.
+        plain = _Runtime.create(config, metered=False)
+        self._runtimes: dict[bool, _Runtime] = {False: plain}
+        self.engine = plain.engine
+        self.sandbox = plain.sandbox
+        self.components = plain.components
         self.gate = ConcurrencyGate(config.max_concurrency)
-        self._prepared: OrderedDict[str, Prepared | PreparedComponent] = OrderedDict()
+        self._prepared: OrderedDict[tuple[str, bool], Prepared | PreparedComponent] = OrderedDict()
         # name -> ready-to-run version; bounded like the LRU below (evicted oldest
         # first, so that many functions cannot pin every compiled module).
         self._ready: OrderedDict[str, _Ready] = OrderedDict()
@@ -102,7 +121,8 @@ class Host:
         self._closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-        self.engine.close()
+        for runtime in self._runtimes.values():
+            runtime.engine.close()
         self.registry.close()
 
     def __enter__(self) -> Host:
@@ -110,6 +130,17 @@ class Host:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def runtime(self, config: FunctionConfig) -> _Runtime:
+        """The engine and sandboxes for a function with ``config`` (metered if it has a fuel budget)."""
+        metered = config.fuel is not None
+        runtime = self._runtimes.get(metered)
+        if runtime is None:
+            with self._lock:
+                runtime = self._runtimes.get(metered)
+                if runtime is None:
+                    runtime = self._runtimes[metered] = _Runtime.create(self.config, metered)
+        return runtime
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -138,26 +169,27 @@ class Host:
         wasm = to_wasm(code)
         kind = wasm_kind(wasm)
         digest = self.blobs.digest(wasm)
+        runtime = self.runtime(config)
         # Code deployed before (under any name) is mapped from the compile cache:
         # it was validated and compiled then.
-        compiled, _ = self.engine.cache.load(digest, lambda: wasm, kind)
-        prepared = self._prepare(digest, kind, compiled)
+        compiled, _ = runtime.engine.cache.load(digest, lambda: wasm, kind)
+        prepared = self._prepare(runtime, digest, kind, compiled)
         if kind == "component":
             try:
-                self.components.check_links(prepared)  # type: ignore[arg-type]
+                runtime.components.check_links(prepared)  # type: ignore[arg-type]
             except wasmtime.WasmtimeError as exc:
                 raise InvalidModule(f"component cannot be instantiated: {one_line(exc)}") from None
         self.blobs.put(wasm)
         record = self.registry.put(name, digest, kind, config, len(wasm))
-        self._remember(prepared)
+        self._remember(runtime, prepared)
         return record
 
-    def _prepare(self, digest: str, kind: str, compiled: Any) -> Prepared | PreparedComponent:
+    def _prepare(self, runtime: _Runtime, digest: str, kind: str, compiled: Any) -> Prepared | PreparedComponent:
         """Check ``compiled`` against the guest ABI and get it ready to instantiate."""
         if kind == "component":
-            return self.components.prepare(digest, compiled, inspect_component(compiled, self.engine.engine))
+            return runtime.components.prepare(digest, compiled, inspect_component(compiled, runtime.engine.engine))
         try:
-            return self.sandbox.prepare(digest, compiled, inspect_module(compiled))
+            return runtime.sandbox.prepare(digest, compiled, inspect_module(compiled))
         except wasmtime.WasmtimeError as exc:
             raise InvalidModule(f"module cannot be linked: {one_line(exc)}") from None
 
@@ -171,7 +203,10 @@ class Host:
     def update_config(self, name: str, **changes: Any) -> FunctionRecord:
         """Change some of ``name``'s settings (``memory_mb=…``, ``env=…``)."""
         current = self.registry.get(name)
-        return self.registry.update_config(name, current.config.updated(changes))
+        record = self.registry.update_config(name, current.config.updated(changes))
+        if (record.config.fuel is None) != (current.config.fuel is None):
+            self._resolve(name)  # now on the other engine: compile for it here, not at the next invoke
+        return record
 
     def delete(self, name: str) -> None:
         """Remove ``name``. Raises ``FunctionNotFound``."""
@@ -224,7 +259,7 @@ class Host:
         thread finishes the guest in the background.
         """
         future = loop.run_in_executor(self.executor, self._finish, ready, call, call.timeout_ms, None)
-        grace_s = 0.5 + self.engine.ticker.period_ms / 1000.0
+        grace_s = 0.5 + ready.runtime.engine.ticker.period_ms / 1000.0
         try:
             return await asyncio.wait_for(asyncio.shield(future), call.timeout_ms / 1000.0 + grace_s)
         except TimeoutError:
@@ -239,15 +274,17 @@ class Host:
         if ready is not None and ready.record is record:
             return ready, False
         cold = False
+        runtime = self.runtime(record.config)
+        key = (record.digest, runtime.engine.metered)
         prepared: Prepared | PreparedComponent | None
         with self._lock:
-            prepared = self._prepared.get(record.digest)
+            prepared = self._prepared.get(key)
             if prepared is not None:
-                self._prepared.move_to_end(record.digest)
+                self._prepared.move_to_end(key)
         if prepared is None:
-            compiled, _ = self.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest), record.kind)
-            prepared = self._prepare(record.digest, record.kind, compiled)
-            self._remember(prepared)
+            compiled, _ = runtime.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest), record.kind)
+            prepared = self._prepare(runtime, record.digest, record.kind, compiled)
+            self._remember(runtime, prepared)
             cold = True
         config = record.config
         env = config.env
@@ -261,16 +298,17 @@ class Host:
             "function_version": record.version,
             "memory_limit_mb": config.memory_mb,
         }
-        ready = _Ready(record, prepared, limits, context, record.kind == "component")
+        ready = _Ready(record, prepared, limits, context, runtime, record.kind == "component")
         self._ready[name] = ready
         while len(self._ready) > self.config.instance_cache_size:
             self._ready.popitem(last=False)
         return ready, cold
 
-    def _remember(self, prepared: Prepared | PreparedComponent) -> None:
+    def _remember(self, runtime: _Runtime, prepared: Prepared | PreparedComponent) -> None:
+        key = (prepared.digest, runtime.engine.metered)
         with self._lock:
-            self._prepared[prepared.digest] = prepared
-            self._prepared.move_to_end(prepared.digest)
+            self._prepared[key] = prepared
+            self._prepared.move_to_end(key)
             while len(self._prepared) > self.config.instance_cache_size:
                 self._prepared.popitem(last=False)
 
@@ -289,9 +327,9 @@ class Host:
     def _finish(self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None) -> InvocationResult:
         """Run the guest once and build the result (raises ``SliceExpired`` from an inline slice)."""
         if ready.is_component:
-            attempt = self.components.run(ready.prepared, call.request, ready.limits, timeout_ms)  # type: ignore[arg-type]
+            attempt = ready.runtime.components.run(ready.prepared, call.request, ready.limits, timeout_ms)  # type: ignore[arg-type]
         else:
-            attempt = self.sandbox.run(
+            attempt = ready.runtime.sandbox.run(
                 ready.prepared,  # type: ignore[arg-type]
                 call.request,
                 ready.limits,

@@ -36,6 +36,15 @@ from .invocation_thread import SliceExpired, _current, define_poll_oneoff
 
 WASM_PAGE = 65536
 UNLIMITED_FUEL = 2**63 - 1
+
+
+def fuel_for(engine: WasmEngine, limits: Limits) -> int:
+    """The fuel to give a Store of ``engine``: 0 where the engine counts none."""
+    if not engine.metered:
+        return 0
+    return limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
+
+
 TRUNCATION_MARKER = "\n[wasmhost: log output truncated at {limit} bytes]\n"
 
 
@@ -186,7 +195,7 @@ class Sandbox:
         if prepared.layout.uses_wasi:
             log_key = next(_log_keys)
             _log_sinks[log_key] = (attempt, self.log_limit)
-        fuel = limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
+        fuel = fuel_for(self.engine, limits)
         ticks = self.ticks_until(budget_ms)
         started = time.perf_counter()
         current.deadline = time.monotonic() + budget_ms / 1000.0
@@ -249,7 +258,7 @@ class Sandbox:
         try:
             native.store_limiter(store, limits.memory_bytes, TABLE_ELEMENTS, -1, -1, -1)
             native.set_epoch_deadline(ctx, ticks)
-            error = native.set_fuel(ctx, fuel)
+            error = native.set_fuel(ctx, fuel) if fuel else None
             if not error and log_key:
                 error = self._set_wasi(ctx, limits, log_key)
             if error:
@@ -306,7 +315,7 @@ class Sandbox:
     @staticmethod
     def _usage(ctx: int, memory: Any, fuel: int, scratch: _Scratch) -> tuple[int, int]:
         """(fuel used, memory bytes) of a Store."""
-        used = 0 if _native.get_fuel(ctx, scratch.fuel_ref) else fuel - scratch.fuel.value
+        used = 0 if not fuel or _native.get_fuel(ctx, scratch.fuel_ref) else fuel - scratch.fuel.value
         return used, _native.memory_data_size(ctx, memory)
 
     @staticmethod
