@@ -107,6 +107,17 @@ def test_only_functions_with_a_fuel_budget_run_on_the_metered_engine(tmp_path, g
     assert len(caches) == 2  # compiled once per engine, each under its own fingerprint
 
 
+def test_warm_up_prepares_deployed_functions_so_their_first_invoke_is_warm(tmp_path, guest):
+    with Host(data_dir=tmp_path) as first:
+        first.deploy("echo", guest("echo"))
+        first.deploy("fib", guest("fib"), FunctionConfig(fuel=10**9))
+    with Host(data_dir=tmp_path) as second:
+        assert second.warm_up() == 2
+        assert second.invoke("echo", 1).cold is False
+        assert second.invoke("fib", {"n": 10}).cold is False
+        assert second.engine.cache.compiles == 0
+
+
 def test_deploying_known_code_again_maps_it_instead_of_compiling(tmp_path, guest):
     with Host(data_dir=tmp_path) as host:
         host.deploy("echo", guest("echo"))

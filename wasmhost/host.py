@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import re
 import threading
@@ -48,6 +49,9 @@ from .telemetry import log_invocation
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: How long a function that outgrew its inline slice goes straight to a thread.
 SLOW_MEMORY_S = 10.0
+
+
+_log = logging.getLogger("wasmhost.host")
 
 
 @dataclass
@@ -149,11 +153,28 @@ class Host:
                 self._executor = ThreadPoolExecutor(self.config.worker_threads, thread_name_prefix="wasmhost-invoke")
             return self._executor
 
-    def warm_up(self) -> None:
-        """Start the worker threads now (their first use costs tens of ms)."""
+    def warm_up(self) -> int:
+        """Get ready before serving: start worker threads, map deployed functions' code.
+
+        Threads cost tens of ms on first use. The most recently deployed
+        functions (up to ``instance_cache_size``) are mapped from the compile
+        cache and prepared, so that their first invocation after a start is a
+        plain fresh instance (the Python echo: ~3 ms instead of ~13 ms). A
+        function that fails to load is logged and left for its invocation to
+        report. Returns how many functions were prepared.
+        """
         futures = [self.executor.submit(time.sleep, 0.001) for _ in range(min(8, self.config.worker_threads))]
+        records = sorted(self.registry.list(), key=lambda r: r.updated_at, reverse=True)
+        prepared = 0
+        for record in records[: self.config.instance_cache_size]:
+            try:
+                self._resolve(record.name)
+                prepared += 1
+            except Exception as exc:  # noqa: BLE001 - one bad function must not stop the host
+                _log.warning("could not prepare %s at start: %s", record.name, exc)
         for future in futures:
             future.result()
+        return prepared
 
     # --- management ------------------------------------------------------
 
