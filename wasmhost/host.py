@@ -168,7 +168,12 @@ class Host:
         prepared = 0
         for record in records[: self.config.instance_cache_size]:
             try:
-                self._resolve(record.name)
+                ready, _ = self._resolve(record.name)
+                if ready.is_component:
+                    # One throwaway instantiation (no guest call): it maps the
+                    # component's memory images into a pool slot that later
+                    # instances reuse, a few ms the first request would pay.
+                    ready.runtime.components.check_links(ready.prepared)  # type: ignore[arg-type]
                 prepared += 1
             except Exception as exc:  # noqa: BLE001 - one bad function must not stop the host
                 _log.warning("could not prepare %s at start: %s", record.name, exc)
