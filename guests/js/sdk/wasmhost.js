@@ -514,7 +514,10 @@ export function makeContext(raw) {
     memoryLimitInMB: memory === undefined || memory === null ? "" : String(memory),
     awsRequestId: requestId,
     logGroupName: `/aws/lambda/${functionName}`,
-    logStreamName: `${new Date().toISOString().slice(0, 10).replace(/-/g, "/")}/[${functionVersion}]${requestId}`,
+    // Built when read: formatting a date is slow in the interpreter.
+    get logStreamName() {
+      return `${new Date().toISOString().slice(0, 10).replace(/-/g, "/")}/[${functionVersion}]${requestId}`;
+    },
     identity: undefined,
     clientContext: undefined,
     callbackWaitsForEmptyEventLoop: true,
@@ -642,6 +645,7 @@ export function createHandle(mod, name, label, getEnvironment) {
     console.log(`WASMHOST_BUILD_WARNING process.env read at module top level (build time): ${[...buildTimeEnvReads].join(", ")}`);
   }
 
+  const ignoredCallback = () => {};
   return function handle(request) {
     let event;
     let context;
@@ -666,11 +670,16 @@ export function createHandle(mod, name, label, getEnvironment) {
       }
     }
 
-    let settle;
-    const viaCallback = new Promise((resolve, reject) => {
-      settle = (err, result) => (err !== undefined && err !== null ? reject(err) : resolve(result));
-    });
-    viaCallback.catch(() => {}); // unused unless the handler answers through the callback
+    // Lambda's callback(error, result); only awaited for handlers that declare
+    // it (3 parameters), so only they pay for its Promise.
+    let settle = ignoredCallback;
+    let viaCallback;
+    if (wantsCallback) {
+      viaCallback = new Promise((resolve, reject) => {
+        settle = (err, result) => (err !== undefined && err !== null ? reject(err) : resolve(result));
+      });
+      viaCallback.catch(() => {}); // unused unless the handler answers through the callback
+    }
 
     let result;
     try {

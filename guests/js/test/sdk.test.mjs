@@ -58,6 +58,7 @@ test("Lambda context", () => {
   assert.equal(ctx.awsRequestId, "r1");
   assert.equal(ctx.memoryLimitInMB, "128");
   assert.equal(ctx.logGroupName, "/aws/lambda/f");
+  assert.match(ctx.logStreamName, /^\d{4}\/\d{2}\/\d{2}\/\[\$LATEST\]r1$/);
   assert.match(ctx.invokedFunctionArn, /:function:f$/);
   const left = ctx.getRemainingTimeInMillis();
   assert.ok(left > 2000 && left <= 3000, String(left));
@@ -68,6 +69,8 @@ test("handle: async, sync, callback, errors", async () => {
   assert.deepEqual(await call({ handler: async (event) => ({ statusCode: 200, body: JSON.stringify(event) }) }),
     { ok: { statusCode: 200, body: '{"a":1}' } });
   assert.deepEqual(await call({ handler: (event) => event }), { ok: { a: 1 } });
+  // A two-parameter handler still receives a callback (ignored: its return value answers).
+  assert.deepEqual(await call({ handler: function () { return typeof arguments[2]; } }), { ok: "function" });
   assert.deepEqual(await call({ handler: (event, context, cb) => { setTimeout(() => cb(null, 7), 1); } }), { ok: 7 });
   assert.deepEqual(await call({ default: { handler: () => "cjs" } }), { ok: "cjs" });
   const { error } = await call({ handler: () => { throw new TypeError("bad"); } });
