@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+from enum import IntFlag as _IntFlag
+
 import msgpack
 import pytest
 
-from wasmhost import FunctionConfig, InvalidModule, InvalidName
+from wasmhost import FunctionConfig, Host, InvalidModule, InvalidName
+from wasmhost.abi.core import encode_request
+from wasmhost.abi.sections import (
+    ABI_SECTION,
+    accepts_json,
+    custom_section,
+    file_accepts_json,
+    find_custom_section,
+    with_custom_section,
+)
 from wasmhost.host import to_wasm
 
 from .wat import OK_HI, responder
+
+
+class IntFlag(_IntFlag):
+    A = 1
 
 
 def deploy_error(host, code) -> str:
@@ -92,6 +109,9 @@ def test_error_response_is_a_function_error(host):
         (msgpack.packb({"ok": 1, "extra": 2}), "exactly one key"),
         (msgpack.packb({"result": 1}), 'must have key "ok" or "error"'),
         (msgpack.packb({"error": "just a string"}), '"error" must be a map'),
+        (b'{"ok": ', "not valid JSON"),
+        (b'{"ok": 1, "extra": 2}', "exactly one key"),
+        (b'{"result": 1}', 'must have key "ok" or "error"'),
     ],
 )
 def test_malformed_responses_are_invalid_response(host, response, expected):
@@ -146,3 +166,61 @@ def test_request_carries_event_and_context(host):
     import time
 
     assert abs(context["deadline_ms"] - (time.time() * 1000 + 1500)) < 1000
+
+
+def test_a_json_response_is_read_like_msgpack(host):
+    # A response whose first byte is "{" is JSON (a msgpack map never starts so).
+    host.deploy("f", responder(b'{"ok":{"a":[1,2.5,null,"\xc3\xa9"]}}'))
+    assert host.invoke("f", {}).payload == {"a": [1, 2.5, None, "é"]}
+    host.deploy("g", responder(b'{"error":{"type":"ValidationError","message":"bad","field":"x"}}'))
+    error = host.invoke("g", {}).error
+    assert (error.type, error.error_type, error.message, error.to_dict()["field"]) == (
+        "FunctionError",
+        "ValidationError",
+        "bad",
+        "x",
+    )
+
+
+def test_json_requests_fall_back_to_msgpack_for_what_json_cannot_carry():
+    context = {"request_id": "r"}
+    as_json = encode_request({"a": [1, "é", None]}, context, as_json=True)
+    assert as_json.startswith(b"{") and json.loads(as_json) == {"event": {"a": [1, "é", None]}, "context": context}
+    assert encode_request({"a": 1}, context) == msgpack.packb({"event": {"a": 1}, "context": context})
+    for event in (b"\x00bin", {1: "int key"}, 2**53, -(2**60)):
+        request = encode_request(event, context, as_json=True)
+        assert msgpack.unpackb(request, strict_map_key=False)["event"] == event, event
+    assert json.loads(encode_request(IntFlag.A, context, as_json=True))["event"] == 1  # as msgpack gives it
+    for unencodable in (object(), datetime.datetime(2026, 1, 1)):  # refused either way, as for core modules
+        with pytest.raises(TypeError):
+            encode_request(unencodable, context, as_json=True)
+
+
+def test_the_abi_section_is_found_at_the_top_level_only():
+    base = to_wasm("(module)")
+    assert not accepts_json(base)
+    assert accepts_json(with_custom_section(base, ABI_SECTION, b"json"))
+    assert accepts_json(with_custom_section(base, ABI_SECTION, b"other,json"))
+    assert not accepts_json(with_custom_section(base, ABI_SECTION, b"jsonx"))
+    assert not accepts_json(with_custom_section(base, "wasmhost:other", b"json"))
+    assert find_custom_section(with_custom_section(base, "a", b"1") + custom_section("b", b"2"), "b") == b"2"
+    assert find_custom_section(base + b"\x00\xff", "b") is None  # truncated: no answer, no exception
+    assert find_custom_section(b"\x7fELF", "b") is None
+
+
+def test_javascript_components_declare_json_and_get_it(host, guests):
+    path = guests / "js-echo.wasm"
+    if not path.exists():
+        pytest.skip("guests/dist/js-echo.wasm is not built (make guests)")
+    assert file_accepts_json(path)
+    host.deploy("js", path.read_bytes())
+    event = {"a": [1, "é", None, {"b": True}], "big": 2**60, "bin": b"\x00\xff"}
+    assert host.invoke("js", event).payload == event  # big int and bytes: msgpack, exact
+    assert host.invoke("js", {"a": 1.5}).payload == {"a": 1.5}  # JSON both ways
+    assert host._ready["js"].accepts_json
+    restarted = Host(host.config.data_dir)  # a restart reads the section from the stored blob
+    try:
+        assert restarted.invoke("js", {"a": 1}).payload == {"a": 1}
+        assert restarted._ready["js"].accepts_json
+    finally:
+        restarted.close()

@@ -15,8 +15,8 @@ from bench import run as bench_run
 from bench.load import parse_wrk
 from bench.report import render, targets
 from bench.stats import alternating, block_summary, percentile, ratios, subsample, summarize
-from bench.wasm_sections import custom_section, uleb128, with_custom_section
 from wasmhost import Host
+from wasmhost.abi.sections import custom_section, uleb128, with_custom_section
 from wasmhost.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent

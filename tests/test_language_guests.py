@@ -9,6 +9,8 @@ CI=true, where `make install` must have installed every toolchain.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -125,3 +127,15 @@ def test_init_then_deploy_from_source(tmp_path, lang):
     out = subprocess.run([*command, "invoke", "fn", "--verbose"], check=True, capture_output=True, text=True)
     assert json.loads(out.stdout)["statusCode"] == 200
     assert "ms left" in out.stderr or "Time remaining (ms)" in out.stderr
+
+
+def test_js_sdk_unit_tests_pass_under_node():
+    """guests/js/test/*.test.mjs: the SDK's msgpack, JSON and handler rules, without WebAssembly."""
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is not installed: make install needs it for the JavaScript guests")
+        pytest.skip("node is not installed here")
+    proc = subprocess.run([node, "--test", "test/"], cwd=GUESTS / "js", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "# fail 0" in proc.stdout

@@ -28,6 +28,7 @@ import wasmtime
 
 from .abi.component import inspect_component
 from .abi.core import decode_response, encode_request, inspect_module
+from .abi.sections import accepts_json, file_accepts_json
 from .component_sandbox import ComponentSandbox, PreparedComponent
 from .config import FunctionConfig, HostConfig, MiB
 from .engine import WasmEngine, one_line
@@ -78,6 +79,8 @@ class _Ready:
     context: dict[str, Any]
     runtime: _Runtime
     is_component: bool = False
+    #: Requests may go as JSON (a component that declared it reads JSON).
+    accepts_json: bool = False
 
 
 class Host:
@@ -215,7 +218,7 @@ class Host:
         # Code deployed before (under any name) is mapped from the compile cache:
         # it was validated and compiled then.
         compiled, _ = runtime.engine.cache.load(digest, lambda: wasm, kind)
-        prepared = self._prepare(runtime, digest, kind, compiled)
+        prepared = self._prepare(runtime, digest, kind, compiled, lambda: accepts_json(wasm))
         if kind == "component":
             try:
                 runtime.components.check_links(prepared)  # type: ignore[arg-type]
@@ -226,10 +229,16 @@ class Host:
         self._remember(runtime, prepared)
         return record
 
-    def _prepare(self, runtime: _Runtime, digest: str, kind: str, compiled: Any) -> Prepared | PreparedComponent:
-        """Check ``compiled`` against the guest ABI and get it ready to instantiate."""
+    def _prepare(
+        self, runtime: _Runtime, digest: str, kind: str, compiled: Any, json_capable: Callable[[], bool]
+    ) -> Prepared | PreparedComponent:
+        """Check ``compiled`` against the guest ABI and get it ready to instantiate.
+
+        ``json_capable`` reads the binary's ``wasmhost:abi`` section (components only).
+        """
         if kind == "component":
-            return runtime.components.prepare(digest, compiled, inspect_component(compiled, runtime.engine.engine))
+            layout = inspect_component(compiled, runtime.engine.engine, json_capable())
+            return runtime.components.prepare(digest, compiled, layout)
         try:
             return runtime.sandbox.prepare(digest, compiled, inspect_module(compiled))
         except wasmtime.WasmtimeError as exc:
@@ -325,7 +334,9 @@ class Host:
                 self._prepared.move_to_end(key)
         if prepared is None:
             compiled, _ = runtime.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest), record.kind)
-            prepared = self._prepare(runtime, record.digest, record.kind, compiled)
+            prepared = self._prepare(
+                runtime, record.digest, record.kind, compiled, lambda: file_accepts_json(self.blobs.path(record.digest))
+            )
             self._remember(runtime, prepared)
             cold = True
         config = record.config
@@ -340,7 +351,9 @@ class Host:
             "function_version": record.version,
             "memory_limit_mb": config.memory_mb,
         }
-        ready = _Ready(record, prepared, limits, context, runtime, record.kind == "component")
+        is_component = isinstance(prepared, PreparedComponent)
+        json_ok = is_component and prepared.layout.accepts_json  # type: ignore[union-attr]
+        ready = _Ready(record, prepared, limits, context, runtime, is_component, json_ok)
         self._ready[name] = ready
         while len(self._ready) > self.config.instance_cache_size:
             self._ready.popitem(last=False)
@@ -361,7 +374,7 @@ class Host:
         context["request_id"] = request_id
         context["deadline_ms"] = int(time.time() * 1000) + timeout_ms
         try:
-            request = encode_request(event, context)
+            request = encode_request(event, context, ready.accepts_json)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidRequest(f"event cannot be encoded: {exc}") from None
         return _Call(request_id, request, timeout_ms, time.monotonic(), cold)

@@ -17,10 +17,11 @@ import time
 from collections import Counter
 from typing import Any
 
+from wasmhost.abi.sections import with_custom_section
+
 from ..context import DIST, BenchContext
 from ..procs import self_rss_bytes
 from ..stats import percentile, summarize
-from ..wasm_sections import with_custom_section
 
 SECTION_NAME = "wasmhost-bench"
 CHUNK = 250

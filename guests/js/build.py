@@ -57,6 +57,11 @@ ESBUILD = NODE_MODULES / "esbuild" / "bin" / "esbuild"
 DISABLED_FEATURES = ("http", "fetch-event")
 INSTALL_HINT = "run `npm ci --prefix guests/js` (make install does it)"
 
+# Appended to every component (a top-level custom section, which engines ignore):
+# it tells the host that this SDK also reads JSON requests (guests/ABI.md,
+# "Components"). Bytes: id 0, size 17, name length 12, "wasmhost:abi", "json".
+ABI_SECTION = b"\x00\x11\x0cwasmhost:abijson"
+
 # The world componentize-js builds: guests/wit's `handler` plus wasi:cli/environment,
 # so that process.env holds the function's environment variables (StarlingMonkey
 # itself imports no environment interface). Its version is semver-compatible with
@@ -352,6 +357,8 @@ def build_js(handler_file: Path, export_name: str, out: Path) -> None:
                         f"build time, when the component's snapshot is taken:\n{detail}"
                     )
                 raise BuildError(f"componentize-js failed for {handler_file} (export {export_name!r}):\n{detail}")
+            with tmp_out.open("ab") as f:
+                f.write(ABI_SECTION)
             os.replace(tmp_out, out)
             for line in proc.stdout.splitlines():
                 if line.startswith("WASMHOST_BUILD_WARNING "):

@@ -1,7 +1,9 @@
 """Guest ABI v1 for components (WIT world ``wasmhost:function/handler``).
 
 A component exports ``handle: func(request: list<u8>) -> list<u8>`` carrying
-the same msgpack request and response as a core module (see abi/core.py).
+the same msgpack request and response as a core module (see abi/core.py) or,
+for a component that declares it (abi/sections.py), the same maps as JSON:
+the JavaScript SDK parses JSON natively, several times faster than msgpack.
 This module checks a component at deploy and moves bytes across the call.
 
 wasmtime-py converts a ``list<u8>`` one element at a time through ctypes
@@ -33,13 +35,19 @@ _LIST = ffi.WASMTIME_COMPONENT_LIST.value
 
 @dataclass(frozen=True)
 class ComponentLayout:
-    """Where a component's ``handle`` export is (looked up once at deploy)."""
+    """Where a component's ``handle`` export is (looked up once at deploy), and what it reads."""
 
     export_index: wc.ExportIndex
+    #: The guest declared (``wasmhost:abi`` section) that it also reads JSON requests.
+    accepts_json: bool = False
 
 
-def inspect_component(component: wc.Component, engine: wasmtime.Engine) -> ComponentLayout:
-    """Check a compiled component against the ABI. Raises ``InvalidModule`` naming the problem."""
+def inspect_component(component: wc.Component, engine: wasmtime.Engine, accepts_json: bool = False) -> ComponentLayout:
+    """Check a compiled component against the ABI. Raises ``InvalidModule`` naming the problem.
+
+    ``accepts_json`` comes from the component's binary (``sections.accepts_json``):
+    the compiled form no longer has its custom sections.
+    """
     ctype = component.type
     for name in ctype.imports(engine):
         if not name.startswith(ALLOWED_IMPORT_PREFIXES):
@@ -54,7 +62,7 @@ def inspect_component(component: wc.Component, engine: wasmtime.Engine) -> Compo
     index = component.get_export_index(EXPORT)
     if index is None:
         raise InvalidModule(f"component export '{EXPORT}' cannot be found")
-    return ComponentLayout(index)
+    return ComponentLayout(index, accepts_json)
 
 
 def call_bytes(store: wasmtime.Store, func: wc.Func, request: bytes) -> bytes:

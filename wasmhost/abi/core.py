@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import orjson
 import wasmtime
 
 from ..errors import FunctionError, InvalidModule, InvalidResponse
@@ -93,24 +94,53 @@ def inspect_module(module: wasmtime.Module) -> CoreLayout:
 _packer = msgpack.Packer(use_bin_type=True, datetime=False)
 
 
-def encode_request(event: Any, context: dict[str, Any]) -> bytes:
-    """The msgpack request ``{"event", "context"}``. Raises ``TypeError`` for unencodable events."""
-    return _packer.pack({"event": event, "context": context})
+#: orjson options that make it refuse what JSON cannot carry exactly (integers
+#: beyond ±2^53, and the types msgpack refuses: datetimes, dataclasses,
+#: subclasses), so such an event goes as msgpack instead.
+_JSON_EXACT = (
+    orjson.OPT_STRICT_INTEGER
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def encode_request(event: Any, context: dict[str, Any], as_json: bool = False) -> bytes:
+    """The request ``{"event", "context"}``: msgpack, or JSON when ``as_json`` and the event fits JSON.
+
+    An event JSON cannot carry (binary data, non-string keys, big integers)
+    falls back to msgpack, which every guest reads. Raises ``TypeError`` for
+    events neither can encode.
+    """
+    request = {"event": event, "context": context}
+    if as_json:
+        try:
+            return orjson.dumps(request, option=_JSON_EXACT)
+        except TypeError:
+            pass
+    return _packer.pack(request)
 
 
 def decode_response(data: bytes) -> Any:
-    """The payload of a ``{"ok": value}`` response.
+    """The payload of a ``{"ok": value}`` response, msgpack or (first byte ``{``) JSON.
 
     Raises ``FunctionError`` for ``{"error": {...}}`` and ``InvalidResponse``
-    for anything that is not one of the two shapes.
+    for anything that is not one of the two shapes. (A msgpack map never starts
+    with ``{``, 0x7b, which is the integer 123.)
     """
-    try:
-        response = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise InvalidResponse(f"response is not valid msgpack: {exc}") from None
+    if data[:1] == b"{":
+        try:
+            response = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidResponse(f"response is not valid JSON: {exc}") from None
+    else:
+        try:
+            response = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise InvalidResponse(f"response is not valid msgpack: {exc}") from None
     if not isinstance(response, dict) or len(response) != 1:
         raise InvalidResponse(
-            'response must be a msgpack map with exactly one key, "ok" or "error"; got ' + _describe(response)
+            'response must be a map with exactly one key, "ok" or "error"; got ' + _describe(response)
         )
     if "ok" in response:
         return response["ok"]

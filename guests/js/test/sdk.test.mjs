@@ -91,3 +91,34 @@ test("a missing or non-function export throws (and so fails the build)", () => {
   assert.throws(() => createHandle({ other: () => 1 }, "handler", "index.js"), /index\.js has no export named "handler" \(its exports: other\)/);
   assert.throws(() => createHandle({ handler: 42 }, "handler", "index.js"), /is a number, not a function/);
 });
+
+test("a JSON request is answered in JSON when JSON carries the answer exactly, else in msgpack", async () => {
+  const jsonRequest = (event) => new TextEncoder().encode(JSON.stringify({ event, context: CONTEXT }));
+  const answer = async (handler, event = { a: 1 }) => {
+    const bytes = await createHandle({ handler }, "handler", "index.js")(jsonRequest(event));
+    return bytes[0] === 0x7b ? ["json", JSON.parse(new TextDecoder().decode(bytes))] : ["msgpack", decode(bytes)];
+  };
+  assert.deepEqual(await answer((event) => event, { a: [1, "é", null, { b: true }] }), ["json", { ok: { a: [1, "é", null, { b: true }] } }]);
+  assert.deepEqual(await answer((event, context) => context.awsRequestId), ["json", { ok: "r1" }]);
+  assert.deepEqual(await answer(() => ({ d: new Date(0), u: undefined })), ["json", { ok: { d: "1970-01-01T00:00:00.000Z" } }]);
+  // What JSON would change goes as msgpack, exactly as before.
+  assert.deepEqual(await answer(() => new Uint8Array([1, 2])), ["msgpack", { ok: new Uint8Array([1, 2]) }]);
+  assert.deepEqual(await answer(() => ({ m: new Map([["k", 1]]) })), ["msgpack", { ok: { m: { k: 1 } } }]);
+  assert.deepEqual(await answer(() => [new Set([1])]), ["msgpack", { ok: [[1]] }]);
+  assert.deepEqual(await answer(() => ({ x: NaN })), ["msgpack", { ok: { x: NaN } }]);
+  assert.deepEqual(await answer(() => 2n ** 60n), ["msgpack", { ok: 2n ** 60n }]);
+  // Errors too.
+  const [format, thrown] = await answer(() => { throw new RangeError("no"); });
+  assert.equal(format, "json");
+  assert.equal(thrown.error.type, "RangeError");
+  const cyclic = {};
+  cyclic.self = cyclic;
+  const [, bad] = await answer(() => cyclic);
+  assert.equal(bad.error.type, "InvalidResult");
+});
+
+test("a malformed JSON request is an InvalidRequest", async () => {
+  const bytes = await createHandle({ handler: (e) => e }, "handler", "index.js")(new TextEncoder().encode("{nope"));
+  const answer = JSON.parse(new TextDecoder().decode(bytes));
+  assert.equal(answer.error.type, "InvalidRequest");
+});
