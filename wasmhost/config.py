@@ -39,7 +39,18 @@ class FunctionConfig:
     env: dict[str, str] = field(default_factory=dict)
     """Environment variables the guest sees through WASI (nothing else is inherited)."""
     reserved_concurrency: int | None = None
-    """Most invocations of this function in flight at once per host process; None = no limit."""
+    """Most invocations of this function in flight at once, across all processes on the
+    data directory; None = no limit (only the host-wide one); 0 disables the function."""
+    max_retry_attempts: int = 2
+    """Asynchronous invocations: retries after a failed run (0–2), as Lambda's."""
+    max_event_age_s: int = 21600
+    """Asynchronous invocations: an event older than this (60–21600 s) is not run again
+    and goes to ``on_failure`` instead."""
+    on_success: str | None = None
+    """Asynchronous invocations: where the record of a success goes,
+    ``function:NAME`` (invoked asynchronously with it) or ``queue:NAME`` (a dead-letter queue)."""
+    on_failure: str | None = None
+    """Asynchronous invocations: where the record of a final failure goes (same forms)."""
 
     def validate(self) -> FunctionConfig:
         """Check every field; raise ``InvalidConfig`` naming the first bad one."""
@@ -49,6 +60,10 @@ class FunctionConfig:
             _check_int("fuel", self.fuel, 1, 2**63 - 1)
         if self.reserved_concurrency is not None:
             _check_int("reserved_concurrency", self.reserved_concurrency, 0, 1_000_000)
+        _check_int("max_retry_attempts", self.max_retry_attempts, 0, 2)
+        _check_int("max_event_age_s", self.max_event_age_s, 60, 21600)
+        for key in ("on_success", "on_failure"):
+            check_destination(key, getattr(self, key))
         if not isinstance(self.env, dict):
             raise InvalidConfig("env must be a mapping of names to strings")
         size = 0
@@ -79,6 +94,18 @@ class FunctionConfig:
     def updated(self, changes: dict[str, Any]) -> FunctionConfig:
         """A copy with ``changes`` applied and validated."""
         return FunctionConfig.from_dict({**self.to_dict(), **changes})
+
+
+#: A destination: ``function:NAME`` or ``queue:NAME`` (names as function names).
+DESTINATION = re.compile(r"^(function|queue):([A-Za-z0-9_-]{1,64})$")
+
+
+def check_destination(name: str, value: Any) -> None:
+    """``value`` is None or a valid destination; else ``InvalidConfig`` naming ``name``."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not DESTINATION.match(value):
+        raise InvalidConfig(f"{name} must be 'function:NAME' or 'queue:NAME', got {value!r}")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
