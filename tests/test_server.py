@@ -150,7 +150,7 @@ def test_deploy_get_update_list_delete(client, guest):
     response = client.put(
         "/functions/greeter",
         content=guest("hello"),
-        params=[("memory_mb", "32"), ("timeout_ms", "500"), ("env", "STAGE=dev")],
+        params=[("memory_mb", "32"), ("timeout_ms", "500"), ("env", "STAGE=dev"), ("on_failure", "queue:dlq")],
     )
     assert response.status_code == 201, response.text
     record = response.json()
@@ -160,7 +160,12 @@ def test_deploy_get_update_list_delete(client, guest):
         "timeout_ms": 500,
         "fuel": None,
         "env": {"STAGE": "dev"},
+        "secrets": {},
         "reserved_concurrency": None,
+        "max_retry_attempts": 2,
+        "max_event_age_s": 21600,
+        "on_success": None,
+        "on_failure": "queue:dlq",
     }
     assert record["revision"] == 1 and len(record["digest"]) == 64
 

@@ -5,6 +5,7 @@ The public door: everything a user imports comes from here.
 
 from .config import FunctionConfig, HostConfig
 from .errors import (
+    AliasNotFound,
     FuelExhausted,
     FunctionError,
     FunctionNotFound,
@@ -16,10 +17,13 @@ from .errors import (
     InvocationError,
     OutOfMemory,
     PayloadTooLarge,
+    ResourceConflict,
+    SecretsUnavailable,
     Throttled,
     Timeout,
     Trap,
     Unauthorized,
+    VersionNotFound,
     WasmhostError,
 )
 from .host import Host
@@ -29,6 +33,10 @@ from .result import InvocationResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "AliasNotFound",
+    "ResourceConflict",
+    "SecretsUnavailable",
+    "VersionNotFound",
     "FuelExhausted",
     "FunctionConfig",
     "FunctionError",

@@ -77,30 +77,39 @@ def _config_options(fn: Any) -> Any:
             click.option("--memory-mb", type=int, default=None, help="Memory limit in MiB (default 128)."),
             click.option("--timeout-ms", type=int, default=None, help="Timeout in ms (default 3000)."),
             click.option("--fuel", type=int, default=None, help="CPU budget in fuel units (default unlimited)."),
-            click.option("--reserved-concurrency", type=int, default=None, help="Most concurrent invocations."),
+            click.option(
+                "--reserved-concurrency", type=int, default=None, help="Most concurrent invocations (all processes)."
+            ),
             click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable."),
+            click.option(
+                "--secret", "secrets", multiple=True, metavar="NAME=VALUE", help="Secret environment variable."
+            ),
+            click.option("--max-retry-attempts", type=int, default=None, help="Async retries after a failure (0-2)."),
+            click.option("--max-event-age-s", type=int, default=None, help="Async events older than this fail."),
+            click.option("--on-success", default=None, metavar="function:NAME|queue:NAME", help="Async destination."),
+            click.option("--on-failure", default=None, metavar="function:NAME|queue:NAME", help="Async destination."),
         ]
     ):
         fn = option(fn)
     return fn
 
 
-def _changes(memory_mb: Any, timeout_ms: Any, fuel: Any, reserved_concurrency: Any, env: tuple[str, ...]) -> dict:
-    changes: dict[str, Any] = {
-        key: value
-        for key, value in dict(
-            memory_mb=memory_mb, timeout_ms=timeout_ms, fuel=fuel, reserved_concurrency=reserved_concurrency
-        ).items()
-        if value is not None
-    }
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+        pairs[key] = value
+    return pairs
+
+
+def _changes(env: tuple[str, ...], secrets: tuple[str, ...], **values: Any) -> dict:
+    changes: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
     if env:
-        pairs = {}
-        for item in env:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--env")
-            pairs[key] = value
-        changes["env"] = pairs
+        changes["env"] = _pairs(env, "--env")
+    if secrets:
+        changes["secrets"] = _pairs(secrets, "--secret")
     return changes
 
 
@@ -197,23 +206,42 @@ def config(target: Target, name: str, **options: Any) -> None:
 @click.argument("name")
 @click.option("--data", "data", default=None, help="The event, as JSON (default: null).")
 @click.option("--data-file", type=click.File("rb"), default=None, help="Read the JSON event from a file (- = stdin).")
-@click.option("--verbose", "-v", is_flag=True, help="Also print the logs and the REPORT line (to stderr).")
+@click.option("--qualifier", "-q", default=None, help="A version or alias (or write NAME:QUALIFIER).")
+@click.option(
+    "--async", "run_async", is_flag=True, help="Queue the event (invocation type Event); print its request id."
+)
+@click.option("--log-tail", is_flag=True, help="Print the invocation's log (START … REPORT) to stderr.")
+@click.option("--verbose", "-v", is_flag=True, help="The same as --log-tail.")
 @click.pass_obj
-def invoke(target: Target, name: str, data: str | None, data_file: Any, verbose: bool) -> None:
+def invoke(
+    target: Target,
+    name: str,
+    data: str | None,
+    data_file: Any,
+    qualifier: str | None,
+    run_async: bool,
+    log_tail: bool,
+    verbose: bool,
+) -> None:
     """Invoke function NAME and print its answer as JSON."""
     raw = data_file.read() if data_file is not None else data
     try:
         event = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    tail = log_tail or verbose
     try:
         if target.url:
-            _invoke_remote(target, name, event, verbose)
+            _invoke_remote(target, name, event, qualifier, run_async, tail)
             return
-        result = target.host.invoke(name, event)
+        if run_async:
+            request_id = target.host.invoke_event(name, event, qualifier=qualifier)
+            click.echo(_dump({"request_id": request_id, "status": "queued"}))
+            return
+        result = target.host.invoke(name, event, qualifier=qualifier)
     except WasmhostError as error:
         _fail(error)
-    if verbose:
+    if tail:
         from .telemetry.logs import invocation_lines
 
         for line in invocation_lines(result):
@@ -224,16 +252,15 @@ def invoke(target: Target, name: str, data: str | None, data_file: Any, verbose:
     click.echo(_dump(result.payload))
 
 
-def _invoke_remote(target: Target, name: str, event: Any, verbose: bool) -> None:
-    response = target.client.invoke(name, event)
-    if verbose:
-        headers = response.headers
-        request_id = headers.get("x-wasmhost-request-id", "-")
-        click.echo(
-            f"REPORT RequestId: {request_id}\tDuration: {headers.get('x-wasmhost-duration-ms', '-')} ms\t"
-            f"Billed Duration: {headers.get('x-wasmhost-billed-ms', '-')} ms\tStatus: {response.status_code}",
-            err=True,
-        )
+def _invoke_remote(target: Target, name: str, event: Any, qualifier: str | None, run_async: bool, tail: bool) -> None:
+    response = target.client.invoke(
+        name, event, qualifier=qualifier, invocation_type="Event" if run_async else None, log_tail=tail
+    )
+    encoded = response.headers.get("x-wasmhost-log-result")
+    if tail and encoded:
+        import base64
+
+        click.echo(base64.b64decode(encoded).decode("utf-8", "replace"), err=True)
     click.echo(_dump(response.json()))
     if response.status_code >= 400:
         sys.exit(1)
@@ -358,6 +385,8 @@ def _deploy_dir(target: Target, folder: Path) -> None:
         except WasmhostError as error:
             click.echo(f"skipped {path}: {error.type}: {error.message}", err=True)
 
+
+from . import cli_ops  # noqa: E402,F401 - registers the versions, aliases, logs, usage and dead-letter commands
 
 if __name__ == "__main__":
     main()

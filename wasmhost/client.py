@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -43,9 +44,12 @@ class Client:
 
     def deploy(self, name: str, code: bytes, config: FunctionConfig) -> dict[str, Any]:
         params: list[tuple[str, str | int | float | bool | None]] = [
-            (key, str(value)) for key, value in config.to_dict().items() if key != "env" and value is not None
+            (key, str(value))
+            for key, value in config.to_dict().items()
+            if key not in ("env", "secrets") and value is not None
         ]
         params += [("env", f"{k}={v}") for k, v in config.env.items()]
+        params += [("secret", f"{k}={v}") for k, v in config.secrets.items()]
         response = self.http.put(f"/functions/{name}", content=code, params=params)
         return self._check(response).json()  # type: ignore[no-any-return]
 
@@ -62,8 +66,82 @@ class Client:
         response = self.http.patch(f"/functions/{name}/config", content=orjson.dumps(changes))
         return self._check(response).json()  # type: ignore[no-any-return]
 
-    def invoke(self, name: str, event: Any) -> httpx.Response:
+    def invoke(
+        self,
+        name: str,
+        event: Any,
+        *,
+        qualifier: str | None = None,
+        invocation_type: str | None = None,
+        log_tail: bool = False,
+    ) -> httpx.Response:
         """The raw answer (status, headers, JSON body) of ``POST /invoke/{name}``."""
-        return self.http.post(
-            f"/invoke/{name}", content=orjson.dumps(event), headers={"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json"}
+        if invocation_type:
+            headers["x-wasmhost-invocation-type"] = invocation_type
+        if log_tail:
+            headers["x-wasmhost-log-type"] = "Tail"
+        params = {"qualifier": qualifier} if qualifier else None
+        return self.http.post(f"/invoke/{name}", content=orjson.dumps(event), headers=headers, params=params)
+
+    # --- versions and aliases ---------------------------------------------------
+
+    def publish(self, name: str, description: str = "") -> dict[str, Any]:
+        body = orjson.dumps({"description": description})
+        return self._check(self.http.post(f"/functions/{name}/versions", content=body)).json()  # type: ignore[no-any-return]
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        return self._check(self.http.get(f"/functions/{name}/versions")).json()["versions"]  # type: ignore[no-any-return]
+
+    def delete_version(self, name: str, version: str) -> None:
+        self._check(self.http.delete(f"/functions/{name}/versions/{version}"))
+
+    def put_alias(
+        self, name: str, alias: str, version: str, routing: dict[str, float] | None = None, description: str = ""
+    ) -> dict[str, Any]:
+        body = orjson.dumps({"version": version, "routing": routing or {}, "description": description})
+        return self._check(self.http.put(f"/functions/{name}/aliases/{alias}", content=body)).json()  # type: ignore[no-any-return]
+
+    def get_alias(self, name: str, alias: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/functions/{name}/aliases/{alias}")).json()  # type: ignore[no-any-return]
+
+    def aliases(self, name: str) -> list[dict[str, Any]]:
+        return self._check(self.http.get(f"/functions/{name}/aliases")).json()["aliases"]  # type: ignore[no-any-return]
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._check(self.http.delete(f"/functions/{name}/aliases/{alias}"))
+
+    # --- logs, usage, dead letters ------------------------------------------------
+
+    def logs(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        query = {k: v for k, v in params.items() if v is not None}
+        return self._check(self.http.get(f"/functions/{name}/logs", params=query)).json()["logs"]  # type: ignore[no-any-return]
+
+    def follow_logs(self, name: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Log lines as the server sends them (server-sent events), until the connection ends."""
+        query = {k: v for k, v in params.items() if v is not None}
+        query["follow"] = "1"
+        with self.http.stream("GET", f"/functions/{name}/logs", params=query, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield orjson.loads(line[6:])
+
+    def usage(self, name: str, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        query = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+        return self._check(self.http.get(f"/functions/{name}/usage", params=query)).json()  # type: ignore[no-any-return]
+
+    def dead_letter_queues(self) -> dict[str, int]:
+        return self._check(self.http.get("/dead-letters")).json()["queues"]  # type: ignore[no-any-return]
+
+    def dead_letters(self, queue: str, limit: int = 100, after: int | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            query["after"] = after
+        return self._check(self.http.get(f"/dead-letters/{queue}", params=query)).json()["messages"]  # type: ignore[no-any-return]
+
+    def redrive(self, queue: str, ids: list[int] | None = None) -> int:
+        body = orjson.dumps({"ids": ids} if ids is not None else {})
+        return self._check(self.http.post(f"/dead-letters/{queue}/redrive", content=body)).json()["redriven"]  # type: ignore[no-any-return]

@@ -38,6 +38,9 @@ class FunctionConfig:
     """CPU budget in wasmtime fuel units (≈ one per wasm instruction); None = unlimited."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment variables the guest sees through WASI (nothing else is inherited)."""
+    secrets: dict[str, str] = field(default_factory=dict)
+    """More environment variables, whose values are encrypted at rest and never shown by
+    list/get (``********``); ``env`` and ``secrets`` together fit in 4 KiB."""
     reserved_concurrency: int | None = None
     """Most invocations of this function in flight at once, across all processes on the
     data directory; None = no limit (only the host-wide one); 0 disables the function."""
@@ -64,21 +67,24 @@ class FunctionConfig:
         _check_int("max_event_age_s", self.max_event_age_s, 60, 21600)
         for key in ("on_success", "on_failure"):
             check_destination(key, getattr(self, key))
-        if not isinstance(self.env, dict):
-            raise InvalidConfig("env must be a mapping of names to strings")
-        size = 0
-        for key, value in self.env.items():
-            if not isinstance(key, str) or not ENV_NAME.match(key):
-                raise InvalidConfig(f"env name {key!r} is invalid: use letters, digits and _, starting with a letter")
-            if not isinstance(value, str):
-                raise InvalidConfig(f"env value of {key} must be a string")
-            size += len(key.encode()) + len(value.encode())
+        size = _check_env("env", self.env) + _check_env("secrets", self.secrets)
+        both = sorted(set(self.env) & set(self.secrets))
+        if both:
+            raise InvalidConfig(f"secrets and env both set {', '.join(both)}: a name goes in one of them")
         if size > MAX_ENV_BYTES:
-            raise InvalidConfig(f"env is {size} bytes; the limit is {MAX_ENV_BYTES}")
+            raise InvalidConfig(f"env and secrets are {size} bytes together; the limit is {MAX_ENV_BYTES}")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def environment(self) -> dict[str, str]:
+        """What the guest sees: ``env`` and ``secrets`` together."""
+        return {**self.env, **self.secrets} if self.secrets else self.env
+
+    def to_dict(self, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The settings as a dict; secret values are masked unless ``reveal_secrets``."""
+        data = dataclasses.asdict(self)
+        if not reveal_secrets:
+            data["secrets"] = {name: SECRET_MASK for name in self.secrets}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:
@@ -93,7 +99,27 @@ class FunctionConfig:
 
     def updated(self, changes: dict[str, Any]) -> FunctionConfig:
         """A copy with ``changes`` applied and validated."""
-        return FunctionConfig.from_dict({**self.to_dict(), **changes})
+        return FunctionConfig.from_dict({**self.to_dict(reveal_secrets=True), **changes})
+
+
+#: How a secret value is shown.
+SECRET_MASK = "********"
+
+
+def _check_env(field_name: str, values: Any) -> int:
+    """Check a name -> value mapping of environment variables; its size in bytes."""
+    if not isinstance(values, dict):
+        raise InvalidConfig(f"{field_name} must be a mapping of names to strings")
+    size = 0
+    for key, value in values.items():
+        if not isinstance(key, str) or not ENV_NAME.match(key):
+            raise InvalidConfig(
+                f"{field_name} name {key!r} is invalid: use letters, digits and _, starting with a letter"
+            )
+        if not isinstance(value, str):
+            raise InvalidConfig(f"{field_name} value of {key} must be a string")
+        size += len(key.encode()) + len(value.encode())
+    return size
 
 
 #: A destination: ``function:NAME`` or ``queue:NAME`` (names as function names).
@@ -142,6 +168,18 @@ class HostConfig:
     """Largest event accepted (Lambda's synchronous limit)."""
     instance_cache_size: int = 256
     """Compiled, pre-linked function versions kept ready in memory (LRU)."""
+    log_retention_s: int = 7 * 86400
+    """How long invocation logs and metering rows are kept, in seconds."""
+    price_per_gb_second: float = 0.0000166667
+    """Estimated cost of compute, in USD per GB-second (Lambda's public x86 price)."""
+    price_per_million_requests: float = 0.20
+    """Estimated cost of requests, in USD per million invocations (Lambda's)."""
+    async_retry_delay_s: float = 1.0
+    """Asynchronous invocations: delay before the first retry, doubled for the second."""
+    async_max_in_flight: int = 64
+    """Asynchronous invocations run at once by each host process."""
+    max_async_payload_bytes: int = 256 * 1024
+    """Largest event accepted for an asynchronous invocation (Lambda's 256 KiB)."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> HostConfig:

@@ -79,6 +79,32 @@ class FunctionNotFound(WasmhostError):
     status = 404
 
 
+class VersionNotFound(FunctionNotFound):
+    """The function exists but has no such published version."""
+
+    type = "VersionNotFound"
+
+
+class AliasNotFound(FunctionNotFound):
+    """The function exists but has no alias of that name."""
+
+    type = "AliasNotFound"
+
+
+class ResourceConflict(WasmhostError):
+    """The change conflicts with the current state (a version an alias points at, say)."""
+
+    type = "ResourceConflict"
+    status = 409
+
+
+class SecretsUnavailable(WasmhostError):
+    """Stored secrets cannot be decrypted: the secret key is not the one they were stored with."""
+
+    type = "SecretsUnavailable"
+    status = 500
+
+
 class PayloadTooLarge(WasmhostError):
     """The request body is over the invocation payload limit (6 MiB)."""
 

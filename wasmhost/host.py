@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -39,13 +40,16 @@ from .errors import (
     InvalidRequest,
     InvocationError,
     OutOfMemory,
+    Throttled,
     Timeout,
 )
-from .registry import BlobStore, FunctionRecord, SqliteRegistry
+from .registry import LATEST, AliasRecord, BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
 from .sandbox import Limits, Prepared, Sandbox, SliceExpired
 from .scheduler import ConcurrencyGate
+from .secretbox import SecretBox
 from .telemetry import log_invocation
+from .telemetry.store import TelemetryStore
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: How long a function that outgrew its inline slice goes straight to a thread.
@@ -73,11 +77,19 @@ class _Runtime:
 class _Ready:
     """A function version ready to run: its record, prepared code, limits and runtime."""
 
+    @property
+    def reserved_concurrency(self) -> int | None:
+        return self.reserved_from.config.reserved_concurrency
+
     record: FunctionRecord
     prepared: Prepared | PreparedComponent
     limits: Limits
     context: dict[str, Any]
     runtime: _Runtime
+    #: ``name`` for $LATEST, ``name:N`` for a version.
+    key: str
+    #: The $LATEST record, whose ``reserved_concurrency`` applies to every version.
+    reserved_from: FunctionRecord
     is_component: bool = False
     #: Requests may go as JSON (a component that declared it reads JSON).
     accepts_json: bool = False
@@ -99,7 +111,8 @@ class Host:
         self.config = config
         root = Path(config.data_dir)
         root.mkdir(parents=True, exist_ok=True)
-        self.registry = SqliteRegistry(root / "wasmhost.db")
+        self.registry = SqliteRegistry(root / "wasmhost.db", SecretBox(root))
+        self.telemetry = TelemetryStore(root / "telemetry.db", retention_s=config.log_retention_s)
         self.blobs = BlobStore(root / "blobs")
         # Two engines: fuel costs every instruction (1.4x on compute), so only
         # functions with a fuel budget run on the metered one, made when first needed.
@@ -130,6 +143,7 @@ class Host:
             self._executor.shutdown(wait=True, cancel_futures=True)
         for runtime in self._runtimes.values():
             runtime.engine.close()
+        self.telemetry.close()
         self.registry.close()
 
     def __enter__(self) -> Host:
@@ -260,47 +274,151 @@ class Host:
         return record
 
     def delete(self, name: str) -> None:
-        """Remove ``name``. Raises ``FunctionNotFound``."""
+        """Remove ``name`` with its versions and aliases. Raises ``FunctionNotFound``."""
         self.registry.delete(name)
-        self._ready.pop(name, None)
+        for key in [k for k in self._ready if k == name or k.startswith(name + ":")]:
+            self._ready.pop(key, None)
+
+    # --- versions and aliases ----------------------------------------------
+
+    def publish(self, name: str, description: str = "") -> FunctionRecord:
+        """Freeze ``$LATEST`` (code and config) as a new numbered version and return it.
+
+        When nothing changed since the newest version, that version is returned
+        (as Lambda's PublishVersion). Raises ``FunctionNotFound``.
+        """
+        if not isinstance(description, str) or len(description) > 256:
+            raise InvalidRequest("description must be a string of at most 256 characters")
+        return self.registry.publish(name, description)
+
+    def versions(self, name: str) -> list[FunctionRecord]:
+        """``$LATEST`` and the published versions of ``name``, oldest first."""
+        return self.registry.versions(name)
+
+    def get_version(self, name: str, version: str) -> FunctionRecord:
+        """One version of ``name``. Raises ``FunctionNotFound`` or ``VersionNotFound``."""
+        return self.registry.get_version(name, version)
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete a published version. Raises ``ResourceConflict`` while an alias points at it."""
+        self.registry.delete_version(name, version)
+        self._ready.pop(f"{name}:{version}", None)
+
+    def put_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        routing: dict[str, float] | None = None,
+        description: str = "",
+    ) -> AliasRecord:
+        """Point ``alias`` at ``version``; ``routing={"M": 0.1}`` sends 10 % of calls to version M.
+
+        Raises ``InvalidRequest`` naming the bad field, ``FunctionNotFound`` or ``VersionNotFound``.
+        """
+        if not isinstance(description, str) or len(description) > 256:
+            raise InvalidRequest("description must be a string of at most 256 characters")
+        if not isinstance(version, str):
+            raise InvalidRequest(f"version must be a string such as \"1\" or \"$LATEST\", got {version!r}")
+        return self.registry.put_alias(name, alias, version, routing, description)
+
+    def get_alias(self, name: str, alias: str) -> AliasRecord:
+        return self.registry.get_alias(name, alias)
+
+    def aliases(self, name: str) -> list[AliasRecord]:
+        return self.registry.aliases(name)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.registry.delete_alias(name, alias)
+
+    # --- logs and usage -------------------------------------------------------
+
+    def logs(
+        self,
+        name: str,
+        *,
+        since: float | None = None,
+        request_id: str | None = None,
+        limit: int = 1000,
+        after_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored log lines of ``name`` (START, guest output, END, REPORT), oldest first.
+
+        Each is ``{"id", "timestamp" (epoch s), "request_id", "version", "message"}``;
+        ``after_id`` is the last id already seen (for following). Lines are kept for
+        ``HostConfig.log_retention_s``. A deleted function's logs stay readable.
+        """
+        if not isinstance(limit, int) or not 1 <= limit <= 10000:
+            raise InvalidRequest(f"limit must be between 1 and 10000, got {limit!r}")
+        return self.telemetry.logs(name, since=since, request_id=request_id, limit=limit, after_id=after_id)
+
+    def usage(self, name: str, *, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """Invocations, errors, throttles, GB-seconds, fuel and estimated cost of ``name``
+        between ``since`` and ``until`` (epoch seconds), at ``HostConfig``'s prices.
+        """
+        return self.telemetry.usage(
+            name,
+            since=since,
+            until=until,
+            price_per_gb_second=self.config.price_per_gb_second,
+            price_per_million_requests=self.config.price_per_million_requests,
+        )
 
     # --- invocation ------------------------------------------------------
 
-    def invoke(self, name: str, event: Any = None, *, request_id: str | None = None) -> InvocationResult:
+    def invoke(
+        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
+    ) -> InvocationResult:
         """Run ``name`` on ``event`` on this thread; blocks for up to its timeout.
 
-        Raises ``FunctionNotFound``, ``InvalidRequest`` (an event msgpack cannot
-        encode) or ``Throttled``; a failed guest is reported in ``result.error``.
+        ``qualifier`` (or ``name:qualifier``) picks ``$LATEST`` (the default), a
+        published version or an alias. Raises ``FunctionNotFound`` (or
+        ``VersionNotFound``/``AliasNotFound``), ``InvalidRequest`` (an event
+        msgpack cannot encode) or ``Throttled``; a failed guest is reported in
+        ``result.error``.
         """
-        ready, cold = self._resolve(name)
-        self.gate.acquire(name, ready.record.config.reserved_concurrency)
+        ready, cold = self._resolve(name, qualifier)
+        function = ready.record.name
+        self._acquire(ready)
         try:
             call = self._start(ready, event, request_id, cold)
             return self._finish(ready, call, call.timeout_ms, None)
         finally:
-            self.gate.release(name)
+            self.gate.release(function)
 
-    async def ainvoke(self, name: str, event: Any = None, *, request_id: str | None = None) -> InvocationResult:
+    async def ainvoke(
+        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
+    ) -> InvocationResult:
         """Like ``invoke``, without blocking the event loop for more than a short slice."""
-        ready, cold = self._resolve(name)
-        self.gate.acquire(name, ready.record.config.reserved_concurrency)
+        ready, cold = self._resolve(name, qualifier)
+        function = ready.record.name
+        self._acquire(ready)
         try:
             call = self._start(ready, event, request_id, cold)
             loop = asyncio.get_running_loop()
             if ready.is_component:
                 return await self._ainvoke_component(loop, ready, call)
             slice_ms = self.config.inline_slice_ms
-            if slice_ms > 0 and self._slow_until.get(name, 0.0) < time.monotonic():
+            key = ready.key
+            if slice_ms > 0 and self._slow_until.get(key, 0.0) < time.monotonic():
                 try:
                     return self._finish(ready, call, call.timeout_ms, slice_ms)
                 except SliceExpired:
                     # Start over with the whole timeout and a fresh deadline; the
                     # aborted slice is neither billed nor counted in the duration.
-                    self._slow_until[name] = time.monotonic() + SLOW_MEMORY_S
+                    self._slow_until[key] = time.monotonic() + SLOW_MEMORY_S
                     call = self._start(ready, event, call.request_id, cold)
             return await loop.run_in_executor(self.executor, self._finish, ready, call, call.timeout_ms, None)
         finally:
-            self.gate.release(name)
+            self.gate.release(function)
+
+    def _acquire(self, ready: _Ready) -> None:
+        """A concurrency slot for the function (any version), or ``Throttled`` (counted)."""
+        try:
+            self.gate.acquire(ready.record.name, ready.reserved_concurrency)
+        except Throttled:
+            self.telemetry.record_throttle(ready.record.name, ready.record.version, time.time())
+            raise
 
     async def _ainvoke_component(self, loop: asyncio.AbstractEventLoop, ready: _Ready, call: _Call) -> InvocationResult:
         """Components run on a worker thread; the caller is answered by the deadline.
@@ -318,20 +436,40 @@ class Host:
                 ready, call, None, Timeout(f"function timed out after {call.timeout_ms} ms"), call.timeout_ms, 0, 0, ""
             )
 
-    def _resolve(self, name: str) -> tuple[_Ready, bool]:
-        """The ready-to-run function (cached per revision); ``cold`` if code had to be loaded."""
-        record = self.registry.get(name)
-        ready = self._ready.get(name)
-        if ready is not None and ready.record is record:
+    def _resolve(self, name: str, qualifier: str | None = None) -> tuple[_Ready, bool]:
+        """The ready-to-run version (cached per revision); ``cold`` if code had to be loaded.
+
+        ``name`` may carry its qualifier (``name:prod``). An alias with routing
+        picks one of its two versions at random, by weight, on every call.
+        """
+        if qualifier is None and ":" in name:
+            name, _, qualifier = name.partition(":")
+        if qualifier is None or qualifier == LATEST:
+            key, record = name, self.registry.get(name)
+            reserved_from = record
+        else:
+            if qualifier.isdigit():
+                version = qualifier
+            else:
+                alias = self.registry.get_alias(name, qualifier)
+                version = alias.version
+                for extra, weight in alias.routing.items():
+                    if random.random() < weight:
+                        version = extra
+            key, record = f"{name}:{version}", self.registry.get_version(name, version)
+            # Reserved concurrency is the function's, whichever version runs (as Lambda's).
+            reserved_from = self.registry.get(name) if version != LATEST else record
+        ready = self._ready.get(key)
+        if ready is not None and ready.record is record and ready.reserved_from is reserved_from:
             return ready, False
         cold = False
         runtime = self.runtime(record.config)
-        key = (record.digest, runtime.engine.metered)
+        prepared_key = (record.digest, runtime.engine.metered)
         prepared: Prepared | PreparedComponent | None
         with self._lock:
-            prepared = self._prepared.get(key)
+            prepared = self._prepared.get(prepared_key)
             if prepared is not None:
-                self._prepared.move_to_end(key)
+                self._prepared.move_to_end(prepared_key)
         if prepared is None:
             compiled, _ = runtime.engine.cache.load(record.digest, lambda: self.blobs.get(record.digest), record.kind)
             prepared = self._prepare(
@@ -340,7 +478,7 @@ class Host:
             self._remember(runtime, prepared)
             cold = True
         config = record.config
-        env = config.env
+        env = config.environment()
         limits = Limits(
             memory_bytes=config.memory_mb * MiB,
             fuel=config.fuel,
@@ -353,8 +491,8 @@ class Host:
         }
         is_component = isinstance(prepared, PreparedComponent)
         json_ok = is_component and prepared.layout.accepts_json  # type: ignore[union-attr]
-        ready = _Ready(record, prepared, limits, context, runtime, is_component, json_ok)
-        self._ready[name] = ready
+        ready = _Ready(record, prepared, limits, context, runtime, key, reserved_from, is_component, json_ok)
+        self._ready[key] = ready
         while len(self._ready) > self.config.instance_cache_size:
             self._ready.popitem(last=False)
         return ready, cold
@@ -377,7 +515,7 @@ class Host:
             request = encode_request(event, context, ready.accepts_json)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidRequest(f"event cannot be encoded: {exc}") from None
-        return _Call(request_id, request, timeout_ms, time.monotonic(), cold)
+        return _Call(request_id, request, timeout_ms, time.monotonic(), cold, time.time())
 
     def _finish(self, ready: _Ready, call: _Call, timeout_ms: float, inline_slice_ms: float | None) -> InvocationResult:
         """Run the guest once and build the result (raises ``SliceExpired`` from an inline slice)."""
@@ -441,6 +579,7 @@ class Host:
             logs=logs,
         )
         log_invocation(result)
+        self.telemetry.record(result, version=record.version, started_at=call.started_at)
         return result
 
 
@@ -451,6 +590,8 @@ class _Call:
     timeout_ms: int
     started: float
     cold: bool
+    #: Wall clock at the start (epoch seconds), for logs and metering.
+    started_at: float
 
 
 def request_id_factory() -> Callable[[], str]:

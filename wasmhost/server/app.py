@@ -20,6 +20,8 @@ from ..errors import WasmhostError
 from ..host import Host
 from .invoke import InvokeEndpoint, Receive, Send
 from .management import Management, error_response, json_response
+from .operations import Operations
+from .versions import Versions
 
 INVOKE_PREFIX = "/invoke/"
 
@@ -50,8 +52,13 @@ class WasmhostApp:
             assert isinstance(exc, WasmhostError)
             return error_response(exc)
 
+        routes = [
+            *management.routes(),
+            *Versions(host).routes(management.guard),
+            *Operations(host).routes(management.guard),
+        ]
         self.starlette = Starlette(
-            routes=management.routes(),
+            routes=routes,
             lifespan=lifespan,
             exception_handlers={404: not_found, WasmhostError: wasmhost_error},
         )

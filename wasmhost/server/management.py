@@ -21,7 +21,10 @@ from .http import decode_body, encode_body, error_body, error_headers
 
 #: Largest module accepted by a deploy (bytes).
 MAX_MODULE_BYTES = 256 * 1024 * 1024
-_INT_FIELDS = ("memory_mb", "timeout_ms", "fuel", "reserved_concurrency")
+_INT_FIELDS = ("memory_mb", "timeout_ms", "fuel", "reserved_concurrency", "max_retry_attempts", "max_event_age_s")
+_STR_FIELDS = ("on_success", "on_failure")
+#: Repeated ``NAME=value`` query parameters, and the config field each fills.
+_PAIR_FIELDS = {"env": "env", "secret": "secrets"}
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -36,10 +39,13 @@ def error_response(error: WasmhostError) -> Response:
 
 
 def config_from_query(request: Request) -> FunctionConfig:
-    """A FunctionConfig from ``?memory_mb=&timeout_ms=&fuel=&reserved_concurrency=&env=K=V``."""
+    """A FunctionConfig from the query: ``memory_mb``, ``timeout_ms``, ``fuel``,
+    ``reserved_concurrency``, ``max_retry_attempts``, ``max_event_age_s``, ``on_success``,
+    ``on_failure``, and repeated ``env=NAME=value`` / ``secret=NAME=value``.
+    """
     values: dict[str, Any] = {}
     for key in request.query_params:
-        if key not in (*_INT_FIELDS, "env"):
+        if key not in (*_INT_FIELDS, *_STR_FIELDS, *_PAIR_FIELDS):
             raise InvalidConfig(f"unknown query parameter {key!r}")
     for key in _INT_FIELDS:
         raw = request.query_params.get(key)
@@ -48,13 +54,18 @@ def config_from_query(request: Request) -> FunctionConfig:
                 values[key] = int(raw)
             except ValueError:
                 raise InvalidConfig(f"{key} must be an integer, got {raw!r}") from None
-    env = {}
-    for pair in request.query_params.getlist("env"):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InvalidConfig(f"env must be given as NAME=value, got {pair!r}")
-        env[key] = value
-    values["env"] = env
+    for key in _STR_FIELDS:
+        raw = request.query_params.get(key)
+        if raw:
+            values[key] = raw
+    for param, field_name in _PAIR_FIELDS.items():
+        pairs = {}
+        for pair in request.query_params.getlist(param):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise InvalidConfig(f"{param} must be given as NAME=value, got {pair!r}")
+            pairs[key] = value
+        values[field_name] = pairs
     return FunctionConfig.from_dict(values)
 
 
@@ -64,7 +75,7 @@ class Management:
         self.admin_token = admin_token
 
     def routes(self) -> list[Route]:
-        guard = self._guarded
+        guard = self.guard
         return [
             Route("/healthz", self.health, methods=["GET"]),
             Route("/functions", guard(self.list_functions), methods=["GET"]),
@@ -74,7 +85,8 @@ class Management:
             Route("/functions/{name}/config", guard(self.update_config), methods=["PATCH"]),
         ]
 
-    def _guarded(self, endpoint: Any) -> Any:
+    def guard(self, endpoint: Any) -> Any:
+        """``endpoint`` behind the admin token, its WasmhostErrors answered as JSON."""
         async def guarded(request: Request) -> Response:
             try:
                 self._authorize(request)
