@@ -160,19 +160,35 @@ def test_thousands_of_functions_are_each_counted_exactly(shm: Path) -> None:
 
 
 def test_a_sweep_forgets_idle_functions_and_keeps_busy_ones(shm: Path) -> None:
-    held = [f"held-{i}" for i in range(100)]
-    with SharedConcurrency(shm, host_limit=10_000) as a:
-        for name in held:
-            a.acquire(name, 1)
-        for i in range(FUNCTION_SLOTS + 2000):  # more names than the table has slots
+    def pass_through(names: range) -> None:
+        for i in names:
             a.acquire(f"passing-{i}", 1)
             a.release(f"passing-{i}")
+
+    held = [f"held-{i}" for i in range(100)]
+    with SharedConcurrency(shm, host_limit=10_000) as a:
+        pass_through(range(6000))
+        for name in held:  # in a crowded table: many sit past idle functions that a sweep forgets
+            a.acquire(name, 1)
+        pass_through(range(6000, FUNCTION_SLOTS + 2000))  # more names than the table has slots
         assert len(a.snapshot()) < FUNCTION_SLOTS  # idle functions were forgotten
         with SharedConcurrency(shm, host_limit=10_000) as b:
             assert all(b.in_flight(name) == 1 for name in held)
             for name in held:
                 with pytest.raises(Throttled):
                     b.acquire(name, 1)  # b finds the held slot: no second counter
+
+
+def test_a_slot_remembered_from_before_a_sweep_is_looked_up_again(shm: Path) -> None:
+    with SharedConcurrency(shm, host_limit=10_000) as a, SharedConcurrency(shm, host_limit=10_000) as b:
+        b.acquire("idle", None)
+        b.release("idle")  # b remembers where "idle" was
+        for i in range(FUNCTION_SLOTS):  # a sweep forgets "idle"; other names take the slots
+            a.acquire(f"passing-{i}", None)
+            a.release(f"passing-{i}")
+        assert "idle" not in a.snapshot()
+        b.acquire("idle", None)
+        assert {name: count for name, count in a.snapshot().items() if count} == {"idle": 1}
 
 
 def test_a_full_table_refuses_new_functions(shm: Path) -> None:
@@ -250,7 +266,7 @@ def child_main() -> None:
                 gate.release(name)
                 answer = "ok"
             else:
-                answer = "%d %d" % hammer(gate, name, reserved or 1, threads=4, rounds=1500)
+                answer = "{} {}".format(*hammer(gate, name, reserved or 1, threads=4, rounds=1500))
         except Throttled as error:
             answer = f"throttled {error.message}"
         print(answer, flush=True)

@@ -34,13 +34,14 @@ def make_result(
     logs: str = "hello\n",
     fuel_used: int = 0,
     max_memory_bytes: int = 65536,
+    version: str = "$LATEST",
 ) -> InvocationResult:
     return InvocationResult(
         payload=None if error else {"echo": request_id},
         error=error,
         request_id=request_id,
         function_name=function,
-        function_version="$LATEST",
+        function_version=version,
         duration_ms=duration_ms,
         billed_ms=billed_ms,
         memory_mb=memory_mb,
@@ -69,7 +70,7 @@ def store(tmp_path: Path) -> Iterator[TelemetryStore]:
 
 def test_records_round_trip_as_log_lines_in_order(store: TelemetryStore) -> None:
     ok = make_result("req-1", logs="hello\nworld\n", duration_ms=250.0)
-    failed = make_result("req-2", error=Timeout("ran past 3000 ms"), duration_ms=3001.5, logs="")
+    failed = make_result("req-2", error=Timeout("ran past 3000 ms"), duration_ms=3001.5, logs="", version="3")
     store.record(ok, version="$LATEST", started_at=1000.0)
     store.record(failed, version="3", started_at=2000.0)
 
@@ -106,6 +107,10 @@ def test_log_filters(store: TelemetryStore) -> None:
 
     assert store.logs("fn", limit=3) == every[-3:]  # no since/after_id: the tail, oldest first
     assert store.logs("fn", since=1500.0, limit=1) == [every[4]]
+
+    store.record(make_result("long", duration_ms=10_000.0), version="$LATEST", started_at=4000.0)
+    started_before = store.logs("fn", since=4005.0)  # START is stamped 4000, the rest 4010
+    assert [line["message"].split()[0] for line in started_before] == ["hello", "END", "REPORT"]
 
     with pytest.raises(InvalidRequest):
         store.logs("fn", limit=0)
@@ -179,7 +184,7 @@ def test_prune_removes_old_rows_and_keeps_the_totals(tmp_path: Path) -> None:
         store.record_throttle("fn", "$LATEST", now - 60)
         store.flush()
 
-        assert store.prune(now) == 4 + 1 + 1  # the old invocation's 4 lines, its row, the old throttle
+        assert store.prune(now) == 2  # the old invocation (and so its lines) and the old throttle
 
         assert {line["request_id"] for line in store.logs("fn")} == {"new"}
         usage = store.usage("fn")
@@ -208,20 +213,23 @@ def test_two_stores_on_one_file_see_each_others_flushed_records(tmp_path: Path) 
 
 CHILD = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from pathlib import Path
     from wasmhost.result import InvocationResult
     from wasmhost.telemetry import TelemetryStore
 
-    path, count = Path(sys.argv[1]), int(sys.argv[2])
+    path, seconds = Path(sys.argv[1]), float(sys.argv[2])
     with TelemetryStore(path, flush_interval_s=0.005) as store:
         print("ready", flush=True)
         sys.stdin.readline()
-        for n in range(count):
+        deadline, n = time.monotonic() + seconds, 0
+        while time.monotonic() < deadline:
             result = InvocationResult(None, None, f"child-{n}", "fn", "$LATEST", 1.5, 2, 128, 0, 65536, False, "hi\\n")
             store.record(result, version="$LATEST", started_at=1000.0 + n)
-            if n % 10 == 9:
+            n += 1
+            if n % 10 == 0:
                 store.flush()
+    print(n, flush=True)
     """
 )
 
@@ -229,10 +237,10 @@ CHILD = textwrap.dedent(
 @pytest.mark.slow
 def test_a_second_process_writes_at_the_same_time(tmp_path: Path) -> None:
     path = tmp_path / "telemetry.db"
-    count = 1000
+    seconds = 0.4  # both write for this long, a transaction every 10 records
     with TelemetryStore(path, flush_interval_s=0.005) as store:
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), str(count)],
+            [sys.executable, "-c", CHILD, str(path), str(seconds)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -243,22 +251,31 @@ def test_a_second_process_writes_at_the_same_time(tmp_path: Path) -> None:
         assert child.stdout.readline() == "ready\n"
         child.stdin.write("go\n")
         child.stdin.flush()
-        for n in range(count):
-            store.record(make_result(f"parent-{n}", duration_ms=1.5, billed_ms=2), version="$LATEST", started_at=1000.0)
-            if n % 10 == 9:
+        deadline, written = time.monotonic() + seconds, 0
+        while time.monotonic() < deadline:
+            store.record(
+                make_result(f"parent-{written}", duration_ms=1.5, billed_ms=2), version="$LATEST", started_at=1000.0
+            )
+            written += 1
+            if written % 10 == 0:
                 store.flush()
-        _, stderr = child.communicate(timeout=30)
+        stdout, stderr = child.communicate(timeout=30)
         assert child.returncode == 0, stderr
         assert "locked" not in stderr
+        total = written + int(stdout)
 
         usage = store.usage("fn")
-        assert usage["invocations"] == 2 * count
-        assert usage["billed_ms"] == 2 * 2 * count
+        assert usage["invocations"] == total
+        assert usage["billed_ms"] == 2 * total
         (totals,) = store.aggregates()
-        assert totals.invocations == {"ok": 2 * count}
-        child_lines = store.logs("fn", request_id=f"child-{count - 1}")
+        assert totals.invocations == {"ok": total}
+        child_lines = store.logs("fn", request_id="child-0")
         assert [line["message"].split()[0] for line in child_lines] == ["START", "hi", "END", "REPORT"]
-        assert len(store.logs("fn", since=0, limit=100_000)) == 2 * count * 4
+        lines = store.logs("fn", since=0, limit=10 * total)
+        assert len(lines) == 4 * total
+        writers = [line["request_id"].split("-")[0] for line in lines]
+        switches = sum(1 for a, b in zip(writers, writers[1:], strict=False) if a != b)
+        assert switches > 10, "the two processes' transactions hardly interleaved: little was tested"
 
 
 def samples(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -107,7 +107,7 @@ class AsyncWorker:
         lease_s: float = 30.0,
         retry_delay_s: float = 1.0,
         throttle_delay_s: float = 1.0,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.1,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -341,7 +341,9 @@ class AsyncWorker:
         if destination is None:
             await self._db(self.queue.complete, item.id, owner=self.owner)
         elif destination.startswith("queue:"):
-            await self._db(self.queue.dead_letter, item.id, destination[6:], record, owner=self.owner)
+            await self._db(
+                self.queue.dead_letter, item.id, destination[6:], record, attempts=invoke_count, owner=self.owner
+            )
         else:
             target = destination.removeprefix("function:")
             forward = NewEvent(target, None, self._encode(record), self._new_request_id(), hops=item.hops + 1)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
 """
 
-_EVENT_COLUMNS = "id, request_id, function, qualifier, event, enqueued_at, attempts, hops, not_before, owner, lease_until, last_error"
-_DEAD_COLUMNS = "id, queue, request_id, function, qualifier, record, attempts, enqueued_at, failed_at"
-
 
 @dataclass(frozen=True)
 class NewEvent:
@@ -98,6 +95,12 @@ class QueuedEvent:
     owner: str | None
     lease_until: float
     last_error: dict[str, Any] | None
+
+
+_EVENT_FIELDS = tuple(field.name for field in fields(QueuedEvent))
+_EVENT_COLUMNS = ", ".join(_EVENT_FIELDS).replace("event_bytes", "event")
+_DEAD_FIELDS = ("id", "queue", "request_id", "function", "qualifier", "record", "attempts", "enqueued_at", "failed_at")
+_DEAD_COLUMNS = ", ".join(_DEAD_FIELDS)
 
 
 class EventQueue:
@@ -260,17 +263,27 @@ class EventQueue:
         )
 
     def dead_letter(
-        self, event_id: int, queue: str, record: dict[str, Any], *, owner: str | None = None, now: float | None = None
+        self,
+        event_id: int,
+        queue: str,
+        record: dict[str, Any],
+        *,
+        attempts: int | None = None,
+        owner: str | None = None,
+        now: float | None = None,
     ) -> bool:
-        """Move an event to the dead-letter queue ``queue`` with its destination record."""
+        """Move an event to the dead-letter queue ``queue`` with its destination record.
+
+        ``attempts`` is the number of runs to record (None: the event's failed runs so far).
+        """
         now = time.time() if now is None else now
         with self._lock, _immediate(self._conn):
             cursor = self._conn.execute(
                 """INSERT INTO dead_letters
                      (queue, request_id, function, qualifier, event, record, attempts, enqueued_at, failed_at)
-                   SELECT ?, request_id, function, qualifier, event, ?, attempts, enqueued_at, ?
+                   SELECT ?, request_id, function, qualifier, event, ?, COALESCE(?, attempts), enqueued_at, ?
                    FROM events WHERE id = ? AND (? IS NULL OR owner = ?)""",
-                (queue, _pack(record), now, event_id, owner, owner),
+                (queue, _pack(record), attempts, now, event_id, owner, owner),
             )
             if cursor.rowcount == 0:
                 return False
@@ -304,7 +317,8 @@ class EventQueue:
 
         Each is ``{"id", "queue", "request_id", "function", "qualifier", "record",
         "attempts", "enqueued_at", "failed_at"}``; the event itself is in
-        ``record["requestPayload"]`` (decoded; the raw bytes stay for ``redrive``).
+        ``record["requestPayload"]`` (decoded; the raw bytes stay for ``redrive``);
+        ``attempts`` is the number of runs made.
         """
         with self._lock:
             rows = self._conn.execute(
@@ -387,23 +401,16 @@ def _selection(queue: str, ids: Sequence[int] | None) -> tuple[str, tuple[Any, .
 
 
 def _event(row: tuple[Any, ...]) -> QueuedEvent:
-    *fields, last_error = row
-    return QueuedEvent(*fields, last_error=None if last_error is None else json.loads(last_error))
+    values = dict(zip(_EVENT_FIELDS, row, strict=True))
+    if values["last_error"] is not None:
+        values["last_error"] = json.loads(values["last_error"])
+    return QueuedEvent(**values)
 
 
 def _dead_letter(row: tuple[Any, ...]) -> dict[str, Any]:
-    entry_id, queue, request_id, function, qualifier, record, attempts, enqueued_at, failed_at = row
-    return {
-        "id": entry_id,
-        "queue": queue,
-        "request_id": request_id,
-        "function": function,
-        "qualifier": qualifier,
-        "record": msgpack.unpackb(record, raw=False, strict_map_key=False),
-        "attempts": attempts,
-        "enqueued_at": enqueued_at,
-        "failed_at": failed_at,
-    }
+    entry = dict(zip(_DEAD_FIELDS, row, strict=True))
+    entry["record"] = msgpack.unpackb(entry["record"], raw=False, strict_map_key=False)
+    return entry
 
 
 def _pack(value: Any) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import struct
 import threading
 import time
 import weakref
@@ -45,9 +46,8 @@ MAX_FILLED = FUNCTION_SLOTS * 3 // 4
 SWEEP_EVERY = FUNCTION_SLOTS // 8
 RECLAIM_INTERVAL_S = 1.0
 
-_MAGIC = b"WHCONC01"
-# Header: the magic (8 bytes), then int32 fields.
-_ROWS_FIELD, _SLOTS_FIELD, _NAME_FIELD = 2, 3, 4  # the layout, checked on open
+# Header: the magic and the layout (checked on open), then int32 fields.
+_LAYOUT = struct.pack("=8s3i", b"WHCONC01", PROCESS_ROWS, FUNCTION_SLOTS, NAME_BYTES)
 _HIGH_WATER = 5  # 1 + the highest claimed process row: sums stop there
 _FILLED = 6  # slots holding a name or a tombstone
 _GENERATION = 7  # bumped when slots are freed: slot indexes cached before may be stale
@@ -63,7 +63,6 @@ _EMPTY = 0x00
 _TOMBSTONE = 0xFF  # never a byte of UTF-8 text; probes walk past it
 _EMPTY_NAME = bytes(NAME_BYTES)
 _TOMBSTONE_NAME = bytes([_TOMBSTONE]) + bytes(NAME_BYTES - 1)
-_ZERO_COLUMN = memoryview(bytes(FUNCTION_SLOTS * 4)).cast("i")
 _MASK = FUNCTION_SLOTS - 1
 
 
@@ -318,8 +317,12 @@ class _SharedFile:
         self.owner_pid = os.getpid()
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            if os.fstat(self.fd).st_size < FILE_BYTES:
-                os.ftruncate(self.fd, FILE_BYTES)  # sparse: pages never touched cost nothing
+            if os.pread(self.fd, len(_LAYOUT), 0) != _LAYOUT or os.fstat(self.fd).st_size != FILE_BYTES:
+                # New, or of another layout: start from zeros. The file stays sparse
+                # (pages never written take no space).
+                os.ftruncate(self.fd, 0)
+                os.ftruncate(self.fd, FILE_BYTES)
+                os.pwrite(self.fd, _LAYOUT, 0)
             self.map = mmap.mmap(self.fd, FILE_BYTES)
         except BaseException:
             os.close(self.fd)
@@ -331,7 +334,6 @@ class _SharedFile:
         self.counts = whole[_COUNTS_AT:FILE_BYTES].cast("i")
         self._views = [self.header, self.processes, self.totals, self.counts, whole]
         try:
-            self._lay_out()
             self.reclaim_dead_rows()
             if self.header[_HIGH_WATER] == 0 and self.header[_FILLED] > 0:
                 self._forget_functions()  # nobody is running: start from an empty table
@@ -343,18 +345,12 @@ class _SharedFile:
             if self.fd >= 0:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
 
-    def _lay_out(self) -> None:
-        """Write the header of a new file; a file of another layout is wiped and laid out anew."""
-        header = self.header
-        layout = (header[_ROWS_FIELD], header[_SLOTS_FIELD], header[_NAME_FIELD])
-        if self.map[: len(_MAGIC)] == _MAGIC and layout == (PROCESS_ROWS, FUNCTION_SLOTS, NAME_BYTES):
-            return
-        self.map[:FILE_BYTES] = bytes(FILE_BYTES)
-        self.map[: len(_MAGIC)] = _MAGIC
-        header[_ROWS_FIELD], header[_SLOTS_FIELD], header[_NAME_FIELD] = PROCESS_ROWS, FUNCTION_SLOTS, NAME_BYTES
-
     def _forget_functions(self) -> None:
-        self.map[_NAMES_AT:FILE_BYTES] = bytes(FILE_BYTES - _NAMES_AT)
+        # The counters are zero already: every row was freed, and freeing zeroes a row.
+        for slot in range(FUNCTION_SLOTS):
+            at = _NAMES_AT + slot * NAME_BYTES
+            if self.map[at] != _EMPTY:  # writing only these leaves unused pages unallocated
+                self.map[at : at + NAME_BYTES] = _EMPTY_NAME
         self.header[_FILLED] = self.header[_SWEPT_FILLED] = 0
         self.header[_GENERATION] += 1
 
@@ -382,8 +378,9 @@ class _SharedFile:
 
     def _free_row(self, row: int) -> None:
         column = self.counts[row::PROCESS_ROWS]
-        if any(column):  # reading first leaves untouched pages unallocated
-            column[:] = _ZERO_COLUMN
+        for slot, count in enumerate(column):
+            if count:  # writing only these leaves the pages never used unallocated
+                column[slot] = 0
         self.totals[row] = 0
         self.processes[2 * row] = self.processes[2 * row + 1] = 0
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import wasmtime
 
 from .abi.component import inspect_component
@@ -35,18 +36,22 @@ from .config import FunctionConfig, HostConfig, MiB
 from .engine import WasmEngine, one_line
 from .errors import (
     FunctionError,
+    FunctionNotFound,
     InvalidModule,
     InvalidName,
     InvalidRequest,
     InvocationError,
     OutOfMemory,
+    PayloadTooLarge,
     Throttled,
     Timeout,
 )
 from .registry import LATEST, AliasRecord, BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
 from .sandbox import Limits, Prepared, Sandbox, SliceExpired
-from .scheduler import ConcurrencyGate
+from .concurrency import SharedConcurrency
+from .async_worker import AsyncWorker, msgpack_decode
+from .asyncq import EventQueue
 from .secretbox import SecretBox
 from .telemetry import log_invocation
 from .telemetry.store import TelemetryStore
@@ -113,6 +118,9 @@ class Host:
         root.mkdir(parents=True, exist_ok=True)
         self.registry = SqliteRegistry(root / "wasmhost.db", SecretBox(root))
         self.telemetry = TelemetryStore(root / "telemetry.db", retention_s=config.log_retention_s)
+        self.events = EventQueue(root / "events.db")
+        #: Runs queued events while a server (or ``run_async_worker``) drives it; see ``start_async_worker``.
+        self.async_worker: AsyncWorker | None = None
         self.blobs = BlobStore(root / "blobs")
         # Two engines: fuel costs every instruction (1.4x on compute), so only
         # functions with a fuel budget run on the metered one, made when first needed.
@@ -121,7 +129,8 @@ class Host:
         self.engine = plain.engine
         self.sandbox = plain.sandbox
         self.components = plain.components
-        self.gate = ConcurrencyGate(config.max_concurrency)
+        # In-flight counts shared by every process on the data directory (--workers N).
+        self.gate = SharedConcurrency(root / "concurrency.shm", config.max_concurrency)
         self._prepared: OrderedDict[tuple[str, bool], Prepared | PreparedComponent] = OrderedDict()
         # name -> ready-to-run version; bounded like the LRU below (evicted oldest
         # first, so that many functions cannot pin every compiled module).
@@ -144,6 +153,8 @@ class Host:
         for runtime in self._runtimes.values():
             runtime.engine.close()
         self.telemetry.close()
+        self.events.close()
+        self.gate.close()
         self.registry.close()
 
     def __enter__(self) -> Host:
@@ -363,6 +374,106 @@ class Host:
             price_per_gb_second=self.config.price_per_gb_second,
             price_per_million_requests=self.config.price_per_million_requests,
         )
+
+    # --- asynchronous invocation --------------------------------------------
+
+    def invoke_event(
+        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
+    ) -> str:
+        """Queue ``event`` for ``name`` (invocation type ``Event``); return its request id at once.
+
+        The event is on disk (fsynced) before this returns; a worker runs it
+        with retries and destinations (see ``start_async_worker``). Raises
+        ``FunctionNotFound`` (or ``VersionNotFound``/``AliasNotFound``) now,
+        ``InvalidRequest`` for an event msgpack cannot encode, ``PayloadTooLarge``
+        over ``max_async_payload_bytes``.
+        """
+        name, qualifier, body = self._event(name, event, qualifier)
+        request_id = request_id or self._request_ids()
+        self.events.put(name, qualifier, body, request_id)
+        if self.async_worker is not None:
+            self.async_worker.wake()
+        return request_id
+
+    async def ainvoke_event(
+        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
+    ) -> str:
+        """``invoke_event`` without blocking the loop; concurrent callers share one fsync."""
+        name, qualifier, body = self._event(name, event, qualifier)
+        request_id = request_id or self._request_ids()
+        await self.events.aput(name, qualifier, body, request_id)
+        if self.async_worker is not None:
+            self.async_worker.wake()
+        return request_id
+
+    def _event(self, name: str, event: Any, qualifier: str | None) -> tuple[str, str | None, bytes]:
+        if qualifier is None and ":" in name:
+            name, _, qualifier = name.partition(":")
+        self._config_for(name, qualifier, strict=True)
+        try:
+            body = msgpack.packb(event, use_bin_type=True, datetime=False)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidRequest(f"event cannot be encoded: {exc}") from None
+        limit = self.config.max_async_payload_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(f"an asynchronous event is at most {limit} bytes; this one is {len(body)}")
+        return name, qualifier, body
+
+    def _config_for(self, name: str, qualifier: str | None, strict: bool = False) -> FunctionConfig | None:
+        """The settings that apply to ``name:qualifier`` (an alias's primary version); None if gone."""
+        try:
+            if qualifier is None or qualifier == LATEST:
+                return self.registry.get(name).config
+            if not qualifier.isdigit():
+                qualifier = self.registry.get_alias(name, qualifier).version
+            return self.registry.get_version(name, qualifier).config
+        except FunctionNotFound:
+            if strict:
+                raise
+            return None
+
+    def start_async_worker(self) -> AsyncWorker:
+        """Start running queued events on the running event loop (the server does it at startup).
+
+        Every process on a data directory may run one: leases keep an event in
+        one of them at a time, and a killed process's events are run again.
+        """
+        if self.async_worker is None:
+            self.async_worker = AsyncWorker(
+                self.events,
+                run=lambda item: self.ainvoke(
+                    item.function, msgpack_decode(item.event_bytes), qualifier=item.qualifier, request_id=item.request_id
+                ),
+                config=self._config_for,
+                new_request_id=self._request_ids,
+                max_in_flight=self.config.async_max_in_flight,
+                retry_delay_s=self.config.async_retry_delay_s,
+            )
+            self.async_worker.start()
+        return self.async_worker
+
+    async def stop_async_worker(self, grace_s: float = 10.0) -> None:
+        """Stop claiming events; wait up to ``grace_s`` for the running ones."""
+        if self.async_worker is not None:
+            worker, self.async_worker = self.async_worker, None
+            await worker.stop(grace_s)
+
+    def dead_letter_queues(self) -> dict[str, int]:
+        """Every dead-letter queue and how many messages it holds."""
+        return self.events.dead_letter_counts()
+
+    def dead_letters(self, queue: str, *, limit: int = 100, after_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages of ``queue``, oldest first: the Lambda-shaped record, attempts, times."""
+        if not isinstance(limit, int) or not 1 <= limit <= 10000:
+            raise InvalidRequest(f"limit must be between 1 and 10000, got {limit!r}")
+        return self.events.dead_letters(queue, limit=limit, after_id=after_id)
+
+    def redrive(self, queue: str, ids: list[int] | None = None) -> int:
+        """Queue the events of ``queue``'s messages (all, or ``ids``) again; returns how many."""
+        count = self.events.redrive(queue, ids)
+        if count and self.async_worker is not None:
+            self.async_worker.wake()
+        return count
 
     # --- invocation ------------------------------------------------------
 

@@ -37,9 +37,11 @@ class WasmhostApp:
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             host.warm_up()
+            host.start_async_worker()
             try:
                 yield
             finally:
+                await host.stop_async_worker()
                 if owns_host:
                     host.close()
 
