@@ -90,7 +90,9 @@ def test_a_function_destination_receives_the_record(fast_host, guest):
 
 def test_throttled_events_wait_instead_of_failing(fast_host, guest):
     host = fast_host
-    host.deploy("one", guest("sleep_ms"), FunctionConfig(reserved_concurrency=1, on_success="queue:ok", timeout_ms=2000))
+    host.deploy(
+        "one", guest("sleep_ms"), FunctionConfig(reserved_concurrency=1, on_success="queue:ok", timeout_ms=2000)
+    )
     with ServerThread(host):
         for i in range(5):
             host.invoke_event("one", {"ms": 50, "i": i})
@@ -180,7 +182,9 @@ def test_kill_9_loses_no_queued_or_running_event(tmp_path, guests):
     process, url = start()
     with httpx.Client(base_url=url, timeout=30) as http:
         for i in range(20):
-            answer = http.post("/invoke/slow", json={"ms": 300, "i": i}, headers={"x-wasmhost-invocation-type": "Event"})
+            answer = http.post(
+                "/invoke/slow", json={"ms": 300, "i": i}, headers={"x-wasmhost-invocation-type": "Event"}
+            )
             assert answer.status_code == 202
     with Host(data) as reader:
         wait_for(lambda: len(reader.dead_letters("done")) >= 2, what="some events done before the kill")
@@ -194,8 +198,10 @@ def test_kill_9_loses_no_queued_or_running_event(tmp_path, guests):
     try:
         with Host(data) as reader:
             wait_for(
-                lambda: {m["record"]["requestPayload"]["i"] for m in reader.dead_letters("done", limit=100)}
-                == set(range(20)),
+                lambda: (
+                    {m["record"]["requestPayload"]["i"] for m in reader.dead_letters("done", limit=100)}
+                    == set(range(20))
+                ),
                 timeout_s=60,
                 what="all 20 events done after the restart",
             )

@@ -237,7 +237,7 @@ CHILD = textwrap.dedent(
 @pytest.mark.slow
 def test_a_second_process_writes_at_the_same_time(tmp_path: Path) -> None:
     path = tmp_path / "telemetry.db"
-    seconds = 0.4  # both write for this long, a transaction every 10 records
+    seconds = 0.25  # both write for this long, a transaction every 10 records
     with TelemetryStore(path, flush_interval_s=0.005) as store:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path), str(seconds)],
@@ -275,7 +275,7 @@ def test_a_second_process_writes_at_the_same_time(tmp_path: Path) -> None:
         assert len(lines) == 4 * total
         writers = [line["request_id"].split("-")[0] for line in lines]
         switches = sum(1 for a, b in zip(writers, writers[1:], strict=False) if a != b)
-        assert switches > 10, "the two processes' transactions hardly interleaved: little was tested"
+        assert switches >= 4, "the two processes' transactions hardly interleaved: little was tested"
 
 
 def samples(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -48,7 +48,9 @@ def parse_since(value: str | None) -> float | None:
 def publish(target: Target, name: str, description: str) -> None:
     """Freeze $LATEST of NAME (code and config) as a new numbered version."""
     try:
-        record = target.client.publish(name, description) if target.url else target.host.publish(name, description).to_dict()
+        record = (
+            target.client.publish(name, description) if target.url else target.host.publish(name, description).to_dict()
+        )
     except WasmhostError as error:
         _fail(error)
     click.echo(_dump(record))
@@ -109,7 +111,9 @@ def _routing(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--routing", multiple=True, metavar="VERSION=WEIGHT", help="Send WEIGHT (0-1) of calls to VERSION.")
 @click.option("--description", default="", help="A note kept with the alias.")
 @click.pass_obj
-def alias_set(target: Target, name: str, alias_name: str, version: str, routing: tuple[str, ...], description: str) -> None:
+def alias_set(
+    target: Target, name: str, alias_name: str, version: str, routing: tuple[str, ...], description: str
+) -> None:
     """Point ALIAS of NAME at VERSION (create or update)."""
     weights = _routing(routing)
     try:

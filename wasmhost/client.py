@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,7 @@ class Client:
         return response
 
     def deploy(self, name: str, code: bytes, config: FunctionConfig) -> dict[str, Any]:
-        params: list[tuple[str, str | int | float | bool | None]] = [
+        params: builtins.list[tuple[str, str | int | float | bool | None]] = [
             (key, str(value))
             for key, value in config.to_dict().items()
             if key not in ("env", "secrets") and value is not None
@@ -56,7 +57,7 @@ class Client:
     def get(self, name: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/functions/{name}")).json()  # type: ignore[no-any-return]
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         return self._check(self.http.get("/functions")).json()["functions"]  # type: ignore[no-any-return]
 
     def delete(self, name: str) -> None:
@@ -90,7 +91,7 @@ class Client:
         body = orjson.dumps({"description": description})
         return self._check(self.http.post(f"/functions/{name}/versions", content=body)).json()  # type: ignore[no-any-return]
 
-    def versions(self, name: str) -> list[dict[str, Any]]:
+    def versions(self, name: str) -> builtins.list[dict[str, Any]]:
         return self._check(self.http.get(f"/functions/{name}/versions")).json()["versions"]  # type: ignore[no-any-return]
 
     def delete_version(self, name: str, version: str) -> None:
@@ -105,7 +106,7 @@ class Client:
     def get_alias(self, name: str, alias: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/functions/{name}/aliases/{alias}")).json()  # type: ignore[no-any-return]
 
-    def aliases(self, name: str) -> list[dict[str, Any]]:
+    def aliases(self, name: str) -> builtins.list[dict[str, Any]]:
         return self._check(self.http.get(f"/functions/{name}/aliases")).json()["aliases"]  # type: ignore[no-any-return]
 
     def delete_alias(self, name: str, alias: str) -> None:
@@ -113,7 +114,7 @@ class Client:
 
     # --- logs, usage, dead letters ------------------------------------------------
 
-    def logs(self, name: str, **params: Any) -> list[dict[str, Any]]:
+    def logs(self, name: str, **params: Any) -> builtins.list[dict[str, Any]]:
         query = {k: v for k, v in params.items() if v is not None}
         return self._check(self.http.get(f"/functions/{name}/logs", params=query)).json()["logs"]  # type: ignore[no-any-return]
 
@@ -136,12 +137,12 @@ class Client:
     def dead_letter_queues(self) -> dict[str, int]:
         return self._check(self.http.get("/dead-letters")).json()["queues"]  # type: ignore[no-any-return]
 
-    def dead_letters(self, queue: str, limit: int = 100, after: int | None = None) -> list[dict[str, Any]]:
+    def dead_letters(self, queue: str, limit: int = 100, after: int | None = None) -> builtins.list[dict[str, Any]]:
         query: dict[str, Any] = {"limit": limit}
         if after is not None:
             query["after"] = after
         return self._check(self.http.get(f"/dead-letters/{queue}", params=query)).json()["messages"]  # type: ignore[no-any-return]
 
-    def redrive(self, queue: str, ids: list[int] | None = None) -> int:
+    def redrive(self, queue: str, ids: builtins.list[int] | None = None) -> int:
         body = orjson.dumps({"ids": ids} if ids is not None else {})
         return self._check(self.http.post(f"/dead-letters/{queue}/redrive", content=body)).json()["redriven"]  # type: ignore[no-any-return]

@@ -10,6 +10,7 @@ worker thread with the rest of its time (see docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import itertools
 import logging
 import math
@@ -31,7 +32,10 @@ import wasmtime
 from .abi.component import inspect_component
 from .abi.core import decode_response, encode_request, inspect_module
 from .abi.sections import accepts_json, file_accepts_json
+from .async_worker import AsyncWorker, msgpack_decode
+from .asyncq import EventQueue
 from .component_sandbox import ComponentSandbox, PreparedComponent
+from .concurrency import SharedConcurrency
 from .config import FunctionConfig, HostConfig, MiB
 from .engine import WasmEngine, one_line
 from .errors import (
@@ -49,9 +53,6 @@ from .errors import (
 from .registry import LATEST, AliasRecord, BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
 from .sandbox import Limits, Prepared, Sandbox, SliceExpired
-from .concurrency import SharedConcurrency
-from .async_worker import AsyncWorker, msgpack_decode
-from .asyncq import EventQueue
 from .secretbox import SecretBox
 from .telemetry import log_invocation
 from .telemetry.store import TelemetryStore
@@ -196,7 +197,7 @@ class Host:
         functions were prepared.
         """
         records = sorted(self.registry.list(), key=lambda r: r.updated_at, reverse=True)
-        components: list[_Ready] = []
+        components: builtins.list[_Ready] = []
         prepared = 0
         for record in records[: self.config.instance_cache_size]:
             try:
@@ -273,7 +274,7 @@ class Host:
         """The record of ``name``. Raises ``FunctionNotFound``."""
         return self.registry.get(name)
 
-    def list(self) -> list[FunctionRecord]:
+    def list(self) -> builtins.list[FunctionRecord]:
         return self.registry.list()
 
     def update_config(self, name: str, **changes: Any) -> FunctionRecord:
@@ -302,7 +303,7 @@ class Host:
             raise InvalidRequest("description must be a string of at most 256 characters")
         return self.registry.publish(name, description)
 
-    def versions(self, name: str) -> list[FunctionRecord]:
+    def versions(self, name: str) -> builtins.list[FunctionRecord]:
         """``$LATEST`` and the published versions of ``name``, oldest first."""
         return self.registry.versions(name)
 
@@ -330,13 +331,13 @@ class Host:
         if not isinstance(description, str) or len(description) > 256:
             raise InvalidRequest("description must be a string of at most 256 characters")
         if not isinstance(version, str):
-            raise InvalidRequest(f"version must be a string such as \"1\" or \"$LATEST\", got {version!r}")
+            raise InvalidRequest(f'version must be a string such as "1" or "$LATEST", got {version!r}')
         return self.registry.put_alias(name, alias, version, routing, description)
 
     def get_alias(self, name: str, alias: str) -> AliasRecord:
         return self.registry.get_alias(name, alias)
 
-    def aliases(self, name: str) -> list[AliasRecord]:
+    def aliases(self, name: str) -> builtins.list[AliasRecord]:
         return self.registry.aliases(name)
 
     def delete_alias(self, name: str, alias: str) -> None:
@@ -352,7 +353,7 @@ class Host:
         request_id: str | None = None,
         limit: int = 1000,
         after_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Stored log lines of ``name`` (START, guest output, END, REPORT), oldest first.
 
         Each is ``{"id", "timestamp" (epoch s), "request_id", "version", "message"}``;
@@ -374,6 +375,21 @@ class Host:
             price_per_gb_second=self.config.price_per_gb_second,
             price_per_million_requests=self.config.price_per_million_requests,
         )
+
+    def metrics(self) -> tuple[bytes, str]:
+        """Prometheus exposition of every process's invocations (from the telemetry store) and
+        of this moment: executions in flight, async queue depth and age, dead letters.
+        Returns the body and its content type.
+        """
+        from .telemetry.metrics import HostCollector, render
+
+        collector = HostCollector(
+            self.telemetry,
+            concurrency=self.gate.snapshot,
+            queue=self.events.depth,
+            dead_letters=self.events.dead_letter_counts,
+        )
+        return render(collector)
 
     # --- asynchronous invocation --------------------------------------------
 
@@ -442,7 +458,10 @@ class Host:
             self.async_worker = AsyncWorker(
                 self.events,
                 run=lambda item: self.ainvoke(
-                    item.function, msgpack_decode(item.event_bytes), qualifier=item.qualifier, request_id=item.request_id
+                    item.function,
+                    msgpack_decode(item.event_bytes),
+                    qualifier=item.qualifier,
+                    request_id=item.request_id,
                 ),
                 config=self._config_for,
                 new_request_id=self._request_ids,
@@ -462,13 +481,15 @@ class Host:
         """Every dead-letter queue and how many messages it holds."""
         return self.events.dead_letter_counts()
 
-    def dead_letters(self, queue: str, *, limit: int = 100, after_id: int | None = None) -> list[dict[str, Any]]:
+    def dead_letters(
+        self, queue: str, *, limit: int = 100, after_id: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
         """Messages of ``queue``, oldest first: the Lambda-shaped record, attempts, times."""
         if not isinstance(limit, int) or not 1 <= limit <= 10000:
             raise InvalidRequest(f"limit must be between 1 and 10000, got {limit!r}")
         return self.events.dead_letters(queue, limit=limit, after_id=after_id)
 
-    def redrive(self, queue: str, ids: list[int] | None = None) -> int:
+    def redrive(self, queue: str, ids: builtins.list[int] | None = None) -> int:
         """Queue the events of ``queue``'s messages (all, or ``ids``) again; returns how many."""
         count = self.events.redrive(queue, ids)
         if count and self.async_worker is not None:

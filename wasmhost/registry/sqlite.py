@@ -7,6 +7,7 @@ one ``--workers`` process is visible to the others on their next call.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import sqlite3
@@ -224,12 +225,12 @@ class SqliteRegistry:
         """After a commit (lock held): tell every process, ourselves included."""
         self.generation.bump()
 
-    def list(self) -> list[FunctionRecord]:
+    def list(self) -> builtins.list[FunctionRecord]:
         with self._lock:
             rows = self._conn.execute(f"SELECT {_FUNCTION_COLUMNS} FROM functions ORDER BY name").fetchall()
         return [self._record(row) for row in rows]
 
-    def versions(self, name: str) -> list[FunctionRecord]:
+    def versions(self, name: str) -> builtins.list[FunctionRecord]:
         """``$LATEST`` then every published version of ``name``, oldest first. Raises ``FunctionNotFound``."""
         latest = self.get(name)
         with self._lock:
@@ -240,7 +241,7 @@ class SqliteRegistry:
             ).fetchall()
         return [latest, *(self._version_record(row) for row in rows)]
 
-    def aliases(self, name: str) -> list[AliasRecord]:
+    def aliases(self, name: str) -> builtins.list[AliasRecord]:
         """Every alias of ``name``, by name. Raises ``FunctionNotFound``."""
         self.get(name)
         with self._lock:
@@ -393,7 +394,9 @@ class SqliteRegistry:
         data = json.loads(text)
         stored = data.get("secrets") or {}
         if stored:
-            data["secrets"] = {key: self.secrets.decrypt(value, f"secret {key} of {name!r}") for key, value in stored.items()}
+            data["secrets"] = {
+                key: self.secrets.decrypt(value, f"secret {key} of {name!r}") for key, value in stored.items()
+            }
         return FunctionConfig(**data)
 
     def _record(self, row: tuple[Any, ...]) -> FunctionRecord:

@@ -99,7 +99,10 @@ class InvokeEndpoint:
             body = await self._read_body(receive, declared, self.max_async_body)
             event = decode_body(body, as_msgpack)
             request_id = await self.host.ainvoke_event(name, event, qualifier=qualifier)
-            headers = [(b"x-wasmhost-request-id", request_id.encode()), (b"content-type", MSGPACK if as_msgpack else JSON)]
+            headers = [
+                (b"x-wasmhost-request-id", request_id.encode()),
+                (b"content-type", MSGPACK if as_msgpack else JSON),
+            ]
             await _respond(send, 202, headers, encode_body({"request_id": request_id, "status": "queued"}, as_msgpack))
         elif invocation_type == b"DryRun":
             ready, _ = self.host._resolve(name, qualifier)

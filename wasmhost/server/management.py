@@ -87,6 +87,7 @@ class Management:
 
     def guard(self, endpoint: Any) -> Any:
         """``endpoint`` behind the admin token, its WasmhostErrors answered as JSON."""
+
         async def guarded(request: Request) -> Response:
             try:
                 self._authorize(request)
