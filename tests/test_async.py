@@ -216,3 +216,15 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_host_invoke_with_invocation_type_event_queues_it(fast_host, guest):
+    host = fast_host
+    host.deploy("echo", guest("echo"), FunctionConfig(on_success="queue:done"))
+    accepted = host.invoke("echo", {"z": 1}, invocation_type="Event")
+    assert (accepted.status_code, accepted.payload, accepted.error) == (202, None, None)
+    with pytest.raises(Exception, match="invocation_type must be"):
+        host.invoke("echo", {}, invocation_type="Sometime")
+    with ServerThread(host):
+        done = wait_for(lambda: host.dead_letters("done"), what="the queued event's record")
+    assert done[0]["request_id"] == accepted.request_id

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import wasmtime
 
 from .abi.component import inspect_component
 from .abi.core import decode_response, encode_request, inspect_module
 from .abi.sections import accepts_json, file_accepts_json
-from .async_worker import AsyncWorker, msgpack_decode
+from .async_worker import AsyncWorker
 from .asyncq import EventQueue
 from .component_sandbox import ComponentSandbox, PreparedComponent
 from .concurrency import SharedConcurrency
@@ -40,17 +39,17 @@ from .config import FunctionConfig, HostConfig, MiB
 from .engine import WasmEngine, one_line
 from .errors import (
     FunctionError,
-    FunctionNotFound,
     InvalidModule,
     InvalidName,
     InvalidRequest,
     InvocationError,
     OutOfMemory,
-    PayloadTooLarge,
     Throttled,
     Timeout,
 )
-from .registry import LATEST, AliasRecord, BlobStore, FunctionRecord, SqliteRegistry
+from .host_operations import OperationsMixin
+from .host_versions import VersionsMixin
+from .registry import LATEST, BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
 from .sandbox import Limits, Prepared, Sandbox, SliceExpired
 from .secretbox import SecretBox
@@ -101,7 +100,7 @@ class _Ready:
     accepts_json: bool = False
 
 
-class Host:
+class Host(VersionsMixin, OperationsMixin):
     """A function host on one data directory. Thread-safe; use as a context manager.
 
     >>> host = Host(data_dir="./.wasmhost")
@@ -291,215 +290,16 @@ class Host:
         for key in [k for k in self._ready if k == name or k.startswith(name + ":")]:
             self._ready.pop(key, None)
 
-    # --- versions and aliases ----------------------------------------------
-
-    def publish(self, name: str, description: str = "") -> FunctionRecord:
-        """Freeze ``$LATEST`` (code and config) as a new numbered version and return it.
-
-        When nothing changed since the newest version, that version is returned
-        (as Lambda's PublishVersion). Raises ``FunctionNotFound``.
-        """
-        if not isinstance(description, str) or len(description) > 256:
-            raise InvalidRequest("description must be a string of at most 256 characters")
-        return self.registry.publish(name, description)
-
-    def versions(self, name: str) -> builtins.list[FunctionRecord]:
-        """``$LATEST`` and the published versions of ``name``, oldest first."""
-        return self.registry.versions(name)
-
-    def get_version(self, name: str, version: str) -> FunctionRecord:
-        """One version of ``name``. Raises ``FunctionNotFound`` or ``VersionNotFound``."""
-        return self.registry.get_version(name, version)
-
-    def delete_version(self, name: str, version: str) -> None:
-        """Delete a published version. Raises ``ResourceConflict`` while an alias points at it."""
-        self.registry.delete_version(name, version)
-        self._ready.pop(f"{name}:{version}", None)
-
-    def put_alias(
-        self,
-        name: str,
-        alias: str,
-        version: str,
-        routing: dict[str, float] | None = None,
-        description: str = "",
-    ) -> AliasRecord:
-        """Point ``alias`` at ``version``; ``routing={"M": 0.1}`` sends 10 % of calls to version M.
-
-        Raises ``InvalidRequest`` naming the bad field, ``FunctionNotFound`` or ``VersionNotFound``.
-        """
-        if not isinstance(description, str) or len(description) > 256:
-            raise InvalidRequest("description must be a string of at most 256 characters")
-        if not isinstance(version, str):
-            raise InvalidRequest(f'version must be a string such as "1" or "$LATEST", got {version!r}')
-        return self.registry.put_alias(name, alias, version, routing, description)
-
-    def get_alias(self, name: str, alias: str) -> AliasRecord:
-        return self.registry.get_alias(name, alias)
-
-    def aliases(self, name: str) -> builtins.list[AliasRecord]:
-        return self.registry.aliases(name)
-
-    def delete_alias(self, name: str, alias: str) -> None:
-        self.registry.delete_alias(name, alias)
-
-    # --- logs and usage -------------------------------------------------------
-
-    def logs(
-        self,
-        name: str,
-        *,
-        since: float | None = None,
-        request_id: str | None = None,
-        limit: int = 1000,
-        after_id: int | None = None,
-    ) -> builtins.list[dict[str, Any]]:
-        """Stored log lines of ``name`` (START, guest output, END, REPORT), oldest first.
-
-        Each is ``{"id", "timestamp" (epoch s), "request_id", "version", "message"}``;
-        ``after_id`` is the last id already seen (for following). Lines are kept for
-        ``HostConfig.log_retention_s``. A deleted function's logs stay readable.
-        """
-        if not isinstance(limit, int) or not 1 <= limit <= 10000:
-            raise InvalidRequest(f"limit must be between 1 and 10000, got {limit!r}")
-        return self.telemetry.logs(name, since=since, request_id=request_id, limit=limit, after_id=after_id)
-
-    def usage(self, name: str, *, since: float | None = None, until: float | None = None) -> dict[str, Any]:
-        """Invocations, errors, throttles, GB-seconds, fuel and estimated cost of ``name``
-        between ``since`` and ``until`` (epoch seconds), at ``HostConfig``'s prices.
-        """
-        return self.telemetry.usage(
-            name,
-            since=since,
-            until=until,
-            price_per_gb_second=self.config.price_per_gb_second,
-            price_per_million_requests=self.config.price_per_million_requests,
-        )
-
-    def metrics(self) -> tuple[bytes, str]:
-        """Prometheus exposition of every process's invocations (from the telemetry store) and
-        of this moment: executions in flight, async queue depth and age, dead letters.
-        Returns the body and its content type.
-        """
-        from .telemetry.metrics import HostCollector, render
-
-        collector = HostCollector(
-            self.telemetry,
-            concurrency=self.gate.snapshot,
-            queue=self.events.depth,
-            dead_letters=self.events.dead_letter_counts,
-        )
-        return render(collector)
-
-    # --- asynchronous invocation --------------------------------------------
-
-    def invoke_event(
-        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
-    ) -> str:
-        """Queue ``event`` for ``name`` (invocation type ``Event``); return its request id at once.
-
-        The event is on disk (fsynced) before this returns; a worker runs it
-        with retries and destinations (see ``start_async_worker``). Raises
-        ``FunctionNotFound`` (or ``VersionNotFound``/``AliasNotFound``) now,
-        ``InvalidRequest`` for an event msgpack cannot encode, ``PayloadTooLarge``
-        over ``max_async_payload_bytes``.
-        """
-        name, qualifier, body = self._event(name, event, qualifier)
-        request_id = request_id or self._request_ids()
-        self.events.put(name, qualifier, body, request_id)
-        if self.async_worker is not None:
-            self.async_worker.wake()
-        return request_id
-
-    async def ainvoke_event(
-        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
-    ) -> str:
-        """``invoke_event`` without blocking the loop; concurrent callers share one fsync."""
-        name, qualifier, body = self._event(name, event, qualifier)
-        request_id = request_id or self._request_ids()
-        await self.events.aput(name, qualifier, body, request_id)
-        if self.async_worker is not None:
-            self.async_worker.wake()
-        return request_id
-
-    def _event(self, name: str, event: Any, qualifier: str | None) -> tuple[str, str | None, bytes]:
-        if qualifier is None and ":" in name:
-            name, _, qualifier = name.partition(":")
-        self._config_for(name, qualifier, strict=True)
-        try:
-            body = msgpack.packb(event, use_bin_type=True, datetime=False)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidRequest(f"event cannot be encoded: {exc}") from None
-        limit = self.config.max_async_payload_bytes
-        if len(body) > limit:
-            raise PayloadTooLarge(f"an asynchronous event is at most {limit} bytes; this one is {len(body)}")
-        return name, qualifier, body
-
-    def _config_for(self, name: str, qualifier: str | None, strict: bool = False) -> FunctionConfig | None:
-        """The settings that apply to ``name:qualifier`` (an alias's primary version); None if gone."""
-        try:
-            if qualifier is None or qualifier == LATEST:
-                return self.registry.get(name).config
-            if not qualifier.isdigit():
-                qualifier = self.registry.get_alias(name, qualifier).version
-            return self.registry.get_version(name, qualifier).config
-        except FunctionNotFound:
-            if strict:
-                raise
-            return None
-
-    def start_async_worker(self) -> AsyncWorker:
-        """Start running queued events on the running event loop (the server does it at startup).
-
-        Every process on a data directory may run one: leases keep an event in
-        one of them at a time, and a killed process's events are run again.
-        """
-        if self.async_worker is None:
-            self.async_worker = AsyncWorker(
-                self.events,
-                run=lambda item: self.ainvoke(
-                    item.function,
-                    msgpack_decode(item.event_bytes),
-                    qualifier=item.qualifier,
-                    request_id=item.request_id,
-                ),
-                config=self._config_for,
-                new_request_id=self._request_ids,
-                max_in_flight=self.config.async_max_in_flight,
-                retry_delay_s=self.config.async_retry_delay_s,
-            )
-            self.async_worker.start()
-        return self.async_worker
-
-    async def stop_async_worker(self, grace_s: float = 10.0) -> None:
-        """Stop claiming events; wait up to ``grace_s`` for the running ones."""
-        if self.async_worker is not None:
-            worker, self.async_worker = self.async_worker, None
-            await worker.stop(grace_s)
-
-    def dead_letter_queues(self) -> dict[str, int]:
-        """Every dead-letter queue and how many messages it holds."""
-        return self.events.dead_letter_counts()
-
-    def dead_letters(
-        self, queue: str, *, limit: int = 100, after_id: int | None = None
-    ) -> builtins.list[dict[str, Any]]:
-        """Messages of ``queue``, oldest first: the Lambda-shaped record, attempts, times."""
-        if not isinstance(limit, int) or not 1 <= limit <= 10000:
-            raise InvalidRequest(f"limit must be between 1 and 10000, got {limit!r}")
-        return self.events.dead_letters(queue, limit=limit, after_id=after_id)
-
-    def redrive(self, queue: str, ids: builtins.list[int] | None = None) -> int:
-        """Queue the events of ``queue``'s messages (all, or ``ids``) again; returns how many."""
-        count = self.events.redrive(queue, ids)
-        if count and self.async_worker is not None:
-            self.async_worker.wake()
-        return count
-
     # --- invocation ------------------------------------------------------
 
     def invoke(
-        self, name: str, event: Any = None, *, qualifier: str | None = None, request_id: str | None = None
+        self,
+        name: str,
+        event: Any = None,
+        *,
+        qualifier: str | None = None,
+        request_id: str | None = None,
+        invocation_type: str = "RequestResponse",
     ) -> InvocationResult:
         """Run ``name`` on ``event`` on this thread; blocks for up to its timeout.
 
@@ -507,8 +307,12 @@ class Host:
         published version or an alias. Raises ``FunctionNotFound`` (or
         ``VersionNotFound``/``AliasNotFound``), ``InvalidRequest`` (an event
         msgpack cannot encode) or ``Throttled``; a failed guest is reported in
-        ``result.error``.
+        ``result.error``. ``invocation_type="Event"`` queues the event instead
+        (``invoke_event``) and returns at once a result with ``status_code`` 202,
+        its ``request_id`` and nothing else.
         """
+        if invocation_type != "RequestResponse":
+            return self._accepted(name, event, qualifier, request_id, invocation_type)
         ready, cold = self._resolve(name, qualifier)
         function = ready.record.name
         self._acquire(ready)

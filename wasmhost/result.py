@@ -37,6 +37,8 @@ class InvocationResult:
     """True when this process had to load the function's code for this invocation."""
     logs: str
     """The guest's stdout and stderr, bounded (see ``HostConfig.log_limit_bytes``)."""
+    status_code: int = 200
+    """200 for a run; 202 for an event accepted for asynchronous invocation (nothing ran yet)."""
 
     @property
     def ok(self) -> bool:
@@ -73,4 +75,5 @@ class InvocationResult:
             "max_memory_bytes": self.max_memory_bytes,
             "cold": self.cold,
             "logs": self.logs,
+            "status_code": self.status_code,
         }
