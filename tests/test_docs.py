@@ -12,6 +12,8 @@ import wasmhost
 from wasmhost import FunctionConfig, HostConfig, errors
 from wasmhost.cli import main as cli
 from wasmhost.server.management import Management
+from wasmhost.server.operations import Operations
+from wasmhost.server.versions import Versions
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -25,7 +27,14 @@ def test_readme_opens_with_the_two_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("route", Management(None, None).routes(), ids=lambda r: f"{r.methods} {r.path}")  # type: ignore[arg-type]
+ROUTES = [
+    *Management(None, None).routes(),  # type: ignore[arg-type]
+    *Versions(None).routes(lambda endpoint: endpoint),  # type: ignore[arg-type]
+    *Operations(None).routes(lambda endpoint: endpoint),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.methods} {r.path}")
 def test_every_management_route_is_documented(route):
     methods = sorted(route.methods - {"HEAD"})
     for method in methods:
@@ -36,7 +45,13 @@ def test_invoke_route_is_documented():
     assert "`POST /invoke/{name}`" in README
 
 
-@pytest.mark.parametrize("command", sorted(cli.commands))
+@pytest.mark.parametrize(
+    "command",
+    sorted(
+        [name for name in cli.commands]
+        + [f"{group} {sub}" for group, cmd in cli.commands.items() for sub in getattr(cmd, "commands", {})]
+    ),
+)
 def test_every_cli_command_is_documented(command):
     assert f"`wasmhost {command}" in README
 
