@@ -25,6 +25,20 @@ SUFFIXES = {
 }
 
 
+#: Function settings a ``wasmhost.toml`` may hold (everything but ``secrets``).
+SETTINGS = (
+    "memory_mb",
+    "timeout_ms",
+    "fuel",
+    "env",
+    "reserved_concurrency",
+    "max_retry_attempts",
+    "max_event_age_s",
+    "on_success",
+    "on_failure",
+)
+
+
 @dataclass
 class Project:
     """What ``wasmhost.toml`` says (all optional), with the folder it is in."""
@@ -45,15 +59,14 @@ class Project:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise InvalidConfig(f"{path}: {exc}") from None
-        unknown = sorted(
-            set(data) - {"name", "lang", "handler", "memory_mb", "timeout_ms", "fuel", "env", "reserved_concurrency"}
-        )
+        unknown = sorted(set(data) - {"name", "lang", "handler", *SETTINGS})
         if unknown:
-            raise InvalidConfig(f"{path}: unknown key(s) {', '.join(unknown)}")
+            hint = " (secrets do not belong in a file: use --secret or the API)" if "secrets" in unknown else ""
+            raise InvalidConfig(f"{path}: unknown key(s) {', '.join(unknown)}{hint}")
         lang = data.get("lang")
         if lang is not None and lang not in LANGS:
             raise InvalidConfig(f"{path}: lang must be one of {', '.join(LANGS)}, got {lang!r}")
-        settings = {k: data[k] for k in ("memory_mb", "timeout_ms", "fuel", "env", "reserved_concurrency") if k in data}
+        settings = {k: data[k] for k in SETTINGS if k in data}
         FunctionConfig.from_dict(settings)  # validate now, naming the field
         return cls(root, data.get("name"), lang, data.get("handler"), settings)
 
