@@ -157,7 +157,38 @@ def targets(report: dict[str, Any]) -> list[Target]:
             else ""
         ),
     )
+    in_process = _get(result_of(report, "operations"), "in_process")
+    overhead = _get(in_process, "ratios", "metering / neither")
+    judge(
+        "metering and logging overhead per invocation (in-process C echo)",
+        "≤ 10 %",
+        overhead and (overhead["median"] - 1) * 100,
+        lambda v: v <= 10,
+        _overhead_text(in_process) if overhead else "",
+    )
     return rows
+
+
+def _overhead_text(in_process: dict[str, Any]) -> str:
+    """``+23 % (+20–+25) wall: 20.6 vs 16.8 µs; CPU +31 %; logs printed +180 %``."""
+    wall = in_process["per_invocation_us"]
+    cpu = _get(in_process, "cpu_ratios", "metering / neither")
+    printed = _get(in_process, "ratios", "metering+logs / neither")
+    return (
+        f"{_percent(in_process['ratios']['metering / neither'])} wall: {fmt(wall['metering'])} vs "
+        f"{fmt(wall['neither'])} µs; CPU {_percent(cpu)}; with the logs printed: {_percent(printed)}"
+    )
+
+
+def _percent(ratio: dict[str, Any] | None) -> str:
+    """A ratio's summary as an overhead: ``+23 % (+20–+25)``."""
+    if not ratio:
+        return "–"
+    overhead = {key: (ratio[key] - 1) * 100 for key in ("median", "min", "max")}
+    text = f"{overhead['median']:+.0f} %"
+    if len(ratio.get("reps", [])) > 1 and ratio["min"] != ratio["max"]:
+        text += f" ({overhead['min']:+.0f}–{overhead['max']:+.0f})"
+    return text
 
 
 def _us(summary: dict[str, Any] | None) -> str:
@@ -389,6 +420,86 @@ def _scale(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _operations(result: dict[str, Any]) -> list[str]:
+    in_process, http, queue = result["in_process"], result["http"], result["async"]
+    n = in_process["invocations_per_block"]
+    out = [
+        f"**Metering and logging.** C echo through `Host.invoke`, one host, three variants alternating "
+        f"({in_process['rounds']} rounds; blocks of {', '.join(f'{n[v]:,}' for v in n)} invocations, about "
+        f"{in_process['block_s']:g} s each, each ending with a flush of the telemetry it made). "
+        "`metering`: the host as it is (the "
+        "invocation logger quiet, as in-process by default); `metering+logs`: the invocation logs printed too, as "
+        "`wasmhost serve` does at `--log-level info` (to /dev/null here); `neither`: a telemetry store that records "
+        "nothing. CPU is the whole process's (the flush thread included). Ratios per round.",
+        "",
+        "| variant | µs per invocation (wall) | CPU µs per invocation | wall / neither | CPU / neither |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, wall in in_process["per_invocation_us"].items():
+        key = f"{variant} / neither"
+        wall_ratio, cpu_ratio = in_process["ratios"].get(key), in_process["cpu_ratios"].get(key)
+        out.append(
+            f"| {variant} | {fmt(wall)} | {fmt(in_process['cpu_per_invocation_us'][variant])} | "
+            f"{fmt(wall_ratio, digits=2) + '×' if wall_ratio else '–'} | "
+            f"{fmt(cpu_ratio, digits=2) + '×' if cpu_ratio else '–'} |"
+        )
+    breakdown = in_process["breakdown"]
+    out += [
+        "",
+        f"Metering taken apart ({breakdown['records']:,} records on a store of its own, CPU): "
+        f"`TelemetryStore.record` {breakdown['record_cpu_us']:.2f} µs per call on the invoke path, "
+        f"`flush` (the background thread's SQLite write) {breakdown['flush_cpu_us_per_record']:.2f} µs per record.",
+        "",
+    ]
+    if "unavailable" in http:
+        out += [f"Through HTTP: unavailable: {http['unavailable']}", ""]
+    else:
+        out += [
+            f"Through HTTP: one worker each (uvicorn `--factory`: the host's app, and the same with a telemetry store "
+            f"that records nothing), wrk at c={http['concurrency']}, {http['rounds']} round{'s' * (http['rounds'] > 1)} × "
+            f"{http['seconds_per_run']} s alternating; server CPU per request from /proc.",
+            "",
+            "| server | req/s | server CPU µs per request | errors |",
+            "|---|---|---|---|",
+        ]
+        for server, figures in http["servers"].items():
+            out.append(
+                f"| {server} | {fmt(figures['rps'], digits=0)} | {fmt(figures['cpu_us_per_request'])} | "
+                f"{figures['errors']} |"
+            )
+        out += [
+            "",
+            f"metering / neither: CPU per request {fmt(http['cpu_ratio'], digits=3)}×, "
+            f"req/s {fmt(http['rps_ratio'], digits=3)}×.",
+            "",
+        ]
+    enqueue = queue["enqueue"]
+    out += [
+        f"**Asynchronous invocations.** {queue['events']:,} events queued for the C echo before "
+        f"`wasmhost serve --workers {queue['workers']}` starts on a fresh data directory ({len(queue['reps'])} "
+        "repetitions); drained = from the first event done until the queue is empty (depth polled every 20 ms). "
+        f"Then wrk POSTs events (`X-Wasmhost-Invocation-Type: Event`, answered 202 once fsynced) at "
+        f"c={enqueue['concurrency']} for {enqueue['seconds_per_run']} s, "
+        "while the workers drain.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| drain rate, 2 workers | {fmt(queue['drain_events_per_s'], digits=0)} events/s "
+        f"({fmt(queue['drain_s'], digits=2)} s; dead-lettered: {queue['dead_letters']}) |",
+        f"| spawn → first event done | {fmt(queue['spawn_to_first_done_s'], digits=2)} s |",
+    ]
+    if "unavailable" in enqueue:
+        out.append(f"| enqueue over HTTP | unavailable: {enqueue['unavailable']} |")
+    else:
+        out += [
+            f"| enqueue over HTTP (202/s) | {fmt(enqueue['accepted_per_s'], digits=0)} |",
+            f"| … latency p50 / p99 | {fmt(enqueue['p50_ms'], digits=2)} / {fmt(enqueue['p99_ms'], digits=1)} ms |",
+            f"| … events still queued when wrk stopped | {fmt(enqueue['backlog_after'], digits=0)} "
+            f"(errors: {enqueue['errors']}) |",
+        ]
+    return [*out, ""]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "cold_invoke": _cold_invoke,
     "deploy": _deploy,
@@ -396,6 +507,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "peers": _peers,
     "limits": _limits,
     "scale": _scale,
+    "operations": _operations,
 }
 
 __all__ = ["LANGUAGES", "Target", "fmt", "render", "targets"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,74 @@ def test_a_tiny_run_end_to_end(tmp_path, guests):
     markdown = (out / "latest.md").read_text()
     assert "## cold_invoke" in markdown and "## limits" in markdown
     assert (out / "cold_invoke_latency.png").exists() and (out / "timeout_precision.png").exists()
+
+
+def _operations(overhead: float) -> dict:
+    """An operations result in the scenario's shape, metering ``overhead``× ``neither``; wrk unavailable."""
+    wall = {"metering": 18.0 * overhead, "metering+logs": 50.0, "neither": 18.0}
+    unavailable = "wrk is not installed"
+    return {
+        "in_process": {
+            "per_invocation_us": {variant: summarize([us]) for variant, us in wall.items()},
+            "cpu_per_invocation_us": {variant: summarize([us]) for variant, us in wall.items()},
+            "ratios": {f"{v} / neither": summarize([wall[v] / 18.0]) for v in ("metering", "metering+logs")},
+            "cpu_ratios": {f"{v} / neither": summarize([wall[v] / 18.0]) for v in ("metering", "metering+logs")},
+            "breakdown": {"records": 100, "record_cpu_us": 0.5, "flush_cpu_us_per_record": 4.0},
+            "invocations_per_block": {"metering": 100, "metering+logs": 40, "neither": 110},
+            "block_s": 0.1,
+            "rounds": 1,
+        },
+        "http": {"unavailable": unavailable},
+        "async": {
+            "events": 1000,
+            "workers": 2,
+            "drain_events_per_s": summarize([8000.0]),
+            "spawn_to_first_done_s": summarize([0.5]),
+            "drain_s": summarize([0.125]),
+            "dead_letters": 0,
+            "enqueue": {"concurrency": 16, "seconds_per_run": 1, "unavailable": unavailable},
+            "reps": [{}],
+        },
+    }
+
+
+def test_metering_overhead_target_is_metering_over_neither():
+    for overhead, status, measured in ((1.05, "PASS", "+5 % wall"), (1.3, "FAIL", "+30 % wall")):
+        report = {"scenarios": {"operations": {"elapsed_s": 1.0, "result": _operations(overhead)}}}
+        [target] = [t for t in targets(report) if t.name.startswith("metering and logging overhead")]
+        assert (target.goal, target.status) == ("≤ 10 %", status)
+        assert target.measured.startswith(measured) and "with the logs printed: +178 %" in target.measured
+    markdown = render(report, [])
+    assert "## operations" in markdown
+    assert "| metering | 23.4 | 23.4 | 1.30× | 1.30× |" in markdown
+    assert "| drain rate, 2 workers | 8,000 events/s" in markdown
+    assert "Through HTTP: unavailable: wrk is not installed" in markdown
+    assert "| enqueue over HTTP | unavailable: wrk is not installed |" in markdown
+
+
+@pytest.mark.slow
+def test_a_tiny_operations_run(tmp_path, guests):
+    out = tmp_path / "results"
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--only", "operations"]
+    command += ["--out", str(out), "--workspace", str(tmp_path / "workspace")]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads((out / "latest.json").read_text())["scenarios"]["operations"]["result"]
+    in_process = result["in_process"]
+    assert set(in_process["per_invocation_us"]) == {"metering", "metering+logs", "neither"}
+    assert all(len(s["reps"]) == 2 and s["median"] > 0 for s in in_process["per_invocation_us"].values())
+    assert set(in_process["ratios"]) == {"metering / neither", "metering+logs / neither"}
+    assert in_process["breakdown"]["flush_cpu_us_per_record"] > 0
+    queue = result["async"]
+    assert queue["events"] == 1000 and queue["dead_letters"] == 0
+    assert queue["drain_events_per_s"]["median"] > 0
+    if shutil.which("wrk"):
+        assert all(server["errors"] == 0 for server in result["http"]["servers"].values())
+        assert queue["enqueue"]["accepted_per_s"]["median"] > 0 and queue["enqueue"]["errors"] == 0
+    else:
+        assert "unavailable" in result["http"] and "unavailable" in queue["enqueue"]
+    markdown = (out / "latest.md").read_text()
+    assert "## operations" in markdown and "| metering and logging overhead per invocation" in markdown
 
 
 def test_unknown_scenario_is_refused():

@@ -8,6 +8,7 @@ CI=true, where `make install` must have installed every toolchain.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -92,6 +93,19 @@ def test_memory_bomb_is_out_of_memory(host, guests, lang):
 def test_fresh_instance_per_invocation(host, guests, lang):
     name = deploy(host, guests, lang, "counter", memory_mb=64)
     assert [host.invoke(name, {}).payload for _ in range(3)] == [1, 1, 1]
+
+
+def test_environment_is_exactly_env_and_secrets(host, guests, lang):
+    """env + secrets reach the guest through WASI, nothing of the host's own; secrets are never shown."""
+    env = {"STAGE": "test", "GREETING": "héllo"}
+    name = deploy(host, guests, lang, "env", memory_mb=64, env=env, secrets={"API_KEY": "s3cr3t"})
+    result = host.invoke(name, {})
+    assert result.error is None, (result.error, result.logs[-300:])
+    assert result.payload == {"STAGE": "test", "GREETING": "héllo", "API_KEY": "s3cr3t"}
+    host.update_config(name, env={"STAGE": "prod"})
+    assert host.invoke(name, {}).payload == {"STAGE": "prod", "API_KEY": "s3cr3t"}
+    assert "s3cr3t" not in json.dumps(host.get(name).to_dict())
+    assert "s3cr3t" not in json.dumps([record.to_dict() for record in host.list()])
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,21 @@ def test_environment_and_files(py_host):
     assert result.error.error_type == "FileNotFoundError"
 
 
+def test_environment_is_exactly_env_and_secrets(py_host):
+    """env + secrets reach os.environ (through wasi:cli/environment), nothing else; secrets are never shown."""
+    kitchen = build(EXAMPLES / "kitchen")  # cached: the py_host fixture built it
+    env = {"STAGE": "test", "GREETING": "héllo"}
+    config = kitchen.project.config({"env": env, "secrets": {"API_KEY": "s3cr3t"}})
+    py_host.deploy("kitchen-env", kitchen.path.read_bytes(), config)
+    result = py_host.invoke("kitchen-env", {"action": "env"})
+    assert result.error is None, result.error
+    assert result.payload == {"STAGE": "test", "GREETING": "héllo", "API_KEY": "s3cr3t"}
+    py_host.update_config("kitchen-env", env={"STAGE": "prod"})
+    assert py_host.invoke("kitchen-env", {"action": "env"}).payload == {"STAGE": "prod", "API_KEY": "s3cr3t"}
+    assert "s3cr3t" not in json.dumps(py_host.get("kitchen-env").to_dict())
+    assert "s3cr3t" not in json.dumps([record.to_dict() for record in py_host.list()])
+
+
 def test_bundled_package_from_the_functions_folder(py_host):
     assert py_host.invoke("kitchen", {"action": "shout", "text": "hi"}).payload == "HI!"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import cold_invoke, deploy, http, limits, peers, scale
+from . import cold_invoke, deploy, http, limits, operations, peers, scale
 
 SCENARIOS: dict[str, ModuleType] = {
     "cold_invoke": cold_invoke,
@@ -17,6 +17,7 @@ SCENARIOS: dict[str, ModuleType] = {
     "peers": peers,
     "limits": limits,
     "scale": scale,
+    "operations": operations,
 }
 
 __all__ = ["SCENARIOS"]

@@ -106,6 +106,40 @@ export function printRaw(s: string): void {
 }
 
 /** Wall clock (WASI clock_time_get(realtime)), Unix epoch milliseconds; 0 on error. */
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "environ_sizes_get")
+declare function wasi_environ_sizes_get(count: usize, bufSize: usize): u16;
+
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "environ_get")
+declare function wasi_environ_get(environ: usize, buf: usize): u16;
+
+/** The function's environment (its `env` and `secrets`) as name -> value, or null if
+ * WASI reports an error. AssemblyScript's own `process.env` is always empty under
+ * WASI (and `process` imports things the host refuses), so this asks WASI directly:
+ * environ_sizes_get, then environ_get fills pointers to "NAME=value\0". */
+export function env(): Map<string, string> | null {
+  const vars = new Map<string, string>();
+  const sizes = heap.alloc(8);
+  if (wasi_environ_sizes_get(sizes, sizes + 4) != 0) return null;
+  const count = <usize>load<u32>(sizes);
+  const bufSize = <usize>load<u32>(sizes, 4);
+  const pointers = heap.alloc(count * 4);
+  const buf = heap.alloc(bufSize);
+  if (wasi_environ_get(pointers, buf) != 0) return null;
+  for (let i: usize = 0; i < count; i++) {
+    const start = <usize>load<u32>(pointers + i * 4);
+    let eq = start;
+    while (load<u8>(eq) != 0x3d && load<u8>(eq) != 0) eq++; // '=' or the end
+    let end = eq;
+    while (load<u8>(end) != 0) end++;
+    const name = String.UTF8.decodeUnsafe(start, eq - start);
+    const value = eq < end ? String.UTF8.decodeUnsafe(eq + 1, end - eq - 1) : "";
+    vars.set(name, value);
+  }
+  return vars;
+}
+
 export function nowMs(): i64 {
   if (wasi_clock_time_get(0, 1000000, scratchIov) != 0) return 0;
   return <i64>(load<u64>(scratchIov) / 1000000);
