@@ -1,146 +1,59 @@
 """Invocation records, log lines and metric totals in SQLite (WAL), shared by every host process.
 
-The invoke path only appends a tuple to an in-memory list (:meth:`TelemetryStore.record`);
-a background thread writes what has piled up every ``flush_interval_s``, in one
-transaction, as CloudWatch's agents do. So up to ``flush_interval_s`` of records
-(and whatever a failing disk kept in the buffer) are lost when the process is
-killed with ``kill -9``; a normal shutdown (:meth:`TelemetryStore.close`) flushes.
-Asynchronous events are not kept here: they have their own durable queue.
+The invoke path only appends a tuple to an in-memory deque (:meth:`TelemetryStore.record`,
+no lock); a background thread writes what has piled up every ``flush_interval_s``,
+in one transaction, as CloudWatch's agents do. So up to ``flush_interval_s`` of
+records (and whatever a failing disk kept in the buffer) are lost when the
+process is killed with ``kill -9``; a normal shutdown (:meth:`TelemetryStore.close`)
+flushes. Asynchronous events are not kept here: they have their own durable queue.
 
-An invocation is one row. Its log lines (START, the guest's output, the error,
-END, REPORT) are not stored one by one: they are rendered by
-:func:`~.logs.invocation_lines` when read, from the row's columns and the
-guest's output. A line's id is ``invocation id × 2**20 + its index``, so ids
-grow in the order rows were written and followers can page with ``after_id``.
-One row instead of five cut the flush from about 25 µs to about 4 µs of CPU per
-invocation (measured: a row per line, with its indexes, was most of the work).
+Invocations are stored in batches (see :mod:`.batches`); their log lines (START,
+the guest's output, the error, END, REPORT) are rendered by
+:func:`~.logs.invocation_lines` when read.
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
 import logging
-import math
 import sqlite3
 import threading
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..config import MAX_TIMEOUT_MS
-from ..errors import InvalidConfig, InvalidRequest, InvocationError
+import orjson
+
+from ..errors import InvalidConfig, InvalidRequest
 from ..result import InvocationResult
-from .logs import invocation_lines
+from .batches import (
+    ADD_TO_TOTAL,
+    BATCH_SHIFT,
+    BUCKET_LABELS,
+    DURATION_BUCKETS_S,
+    INSERT_BATCH,
+    ROW_SHIFT,
+    SCHEMA,
+    STARTED,
+    FunctionTotals,
+    PendingRow,
+    add_metrics,
+    batch_rows,
+    chunks,
+    render_lines,
+    unpack_rows,
+)
 
 logger = logging.getLogger("wasmhost.telemetry")
 
-DURATION_BUCKETS_S: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1, 2.5, 5, 10, 30, 60, 300, 900, math.inf,
-)  # fmt: skip
-"""Upper bounds (seconds) of ``wasmhost_invocation_duration_seconds``; the last is +Inf."""
+__all__ = ["DURATION_BUCKETS_S", "FunctionTotals", "TelemetryStore"]
 
-LINE_ID_SLOTS = 2**20
-"""Line ids per invocation: a line's id is ``invocation id * LINE_ID_SLOTS + index``."""
-LONGEST_INVOCATION_S = MAX_TIMEOUT_MS / 1000 + 60
-"""No invocation lasts longer (the longest timeout and a margin): bounds the scan of ``logs(since=)``."""
 PRUNE_EVERY_S = 60.0
-PRUNE_BATCH_ROWS = 5000
-"""Rows deleted per transaction when pruning, so that other processes' writers wait little."""
-MAX_ROWS_PER_INSERT = 256
-"""Rows per multi-row INSERT: one statement step (one GIL release) inserts them all."""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS invocations (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: log line ids derive from it
-    request_id       TEXT NOT NULL,
-    function         TEXT NOT NULL,
-    version          TEXT NOT NULL,     -- what ran: '$LATEST', '3'
-    started_at       REAL NOT NULL,     -- epoch seconds
-    duration_ms      REAL NOT NULL,
-    billed_ms        INTEGER NOT NULL,
-    memory_mb        INTEGER NOT NULL,  -- configured memory size
-    max_memory_bytes INTEGER NOT NULL,
-    fuel_used        INTEGER NOT NULL,
-    cold             INTEGER NOT NULL,  -- 0 or 1
-    outcome          TEXT NOT NULL,     -- 'ok' or 'error'
-    error_type       TEXT,              -- NULL when ok
-    error_message    TEXT,              -- NULL when ok
-    logs             TEXT NOT NULL      -- the guest's stdout and stderr, as bounded by the host
-);
-CREATE INDEX IF NOT EXISTS invocations_by_id ON invocations (function);  -- (function, id): tail and follow
-CREATE INDEX IF NOT EXISTS invocations_by_start ON invocations (function, started_at);
-CREATE INDEX IF NOT EXISTS invocations_by_request ON invocations (request_id);
-
-CREATE TABLE IF NOT EXISTS throttles (
-    id       INTEGER PRIMARY KEY,
-    function TEXT NOT NULL,
-    version  TEXT NOT NULL,
-    at       REAL NOT NULL              -- epoch seconds
-);
-CREATE INDEX IF NOT EXISTS throttles_by_function ON throttles (function, at);
-
--- Totals since the store was created, for Prometheus; never pruned (counters never go down).
-CREATE TABLE IF NOT EXISTS metric_totals (
-    function TEXT NOT NULL,
-    version  TEXT NOT NULL,
-    metric   TEXT NOT NULL,  -- invocations, errors, throttles, cold_starts, duration_bucket, duration_sum
-    label    TEXT NOT NULL,  -- outcome, error type, bucket upper bound ('0.005', '+Inf'), or ''
-    value    REAL NOT NULL,  -- per-bucket (not cumulative) counts; duration_sum in seconds
-    PRIMARY KEY (function, version, metric, label)
-) WITHOUT ROWID;
-"""
-
-INVOCATION_COLUMNS = (
-    "request_id", "function", "version", "started_at", "duration_ms", "billed_ms", "memory_mb",
-    "max_memory_bytes", "fuel_used", "cold", "outcome", "error_type", "error_message", "logs",
-)  # fmt: skip
-THROTTLE_COLUMNS = ("function", "version", "at")
-ADD_TO_TOTAL = """
-INSERT INTO metric_totals (function, version, metric, label, value) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (function, version, metric, label) DO UPDATE SET value = value + excluded.value
-"""
-SELECT_FOR_LINES = (
-    "SELECT id, request_id, version, started_at, duration_ms, billed_ms, memory_mb, max_memory_bytes, fuel_used, "
-    "cold, error_type, error_message, logs FROM invocations"
-)
-
-
-def _bucket_label(bound: float) -> str:
-    """Prometheus' spelling of a bucket bound (as ``prometheus_client.utils.floatToGoString`` for these)."""
-    return "+Inf" if bound == math.inf else repr(float(bound))
-
-
-BUCKET_LABELS = tuple(_bucket_label(bound) for bound in DURATION_BUCKETS_S)
-
-
-@dataclass
-class FunctionTotals:
-    """Everything counted for one (function, version) since the store was created."""
-
-    function: str
-    version: str
-    invocations: dict[str, int] = field(default_factory=dict)
-    """Outcome (``"ok"``, ``"error"``) -> invocations."""
-    errors: dict[str, int] = field(default_factory=dict)
-    """Error type (``"Timeout"``, ``"Trap"``…) -> invocations that ended with it."""
-    throttles: int = 0
-    cold_starts: int = 0
-    duration_buckets: list[tuple[float, int]] = field(default_factory=list)
-    """Cumulative ``(upper bound in seconds, invocations at most that long)``, as Prometheus wants; ends with +Inf."""
-    duration_sum_s: float = 0.0
-
-
-# One buffered invocation: the InvocationResult fields minus the payload (which may be
-# megabytes and is not needed), then the version that ran and the start time.
-_Pending = tuple[
-    InvocationError | None, str, str, float, int, int, int, int, bool, str,  # error, request_id .. logs
-    str, float,  # version, started_at
-]  # fmt: skip
+BATCH_SPAN_S = 60.0
+"""Invocations that started in different minutes go in different batches."""
+PRUNE_BATCH_ROWS = 500
+"""Batches deleted per transaction when pruning, so that other processes' writers wait little."""
 
 
 class TelemetryStore:
@@ -179,10 +92,10 @@ class TelemetryStore:
         """Records dropped because the buffer was full (the database could not be written) or the store was closed."""
         self._buffer_limit = 10 * max_buffer
         self._conn: sqlite3.Connection | None = _connect(path)
-        self._lock = threading.Lock()  # guards the buffers only: record() never waits for the database
+        self._lock = threading.Lock()  # guards close(); record() takes no lock (deque appends are atomic)
         self._db_lock = threading.Lock()  # one user of the connection at a time
-        self._invocations: list[_Pending] = []
-        self._throttles: list[tuple[str, str, float]] = []
+        self._invocations: deque[PendingRow] = deque()
+        self._throttles: deque[tuple[str, str, float]] = deque()
         self._closed = False
         self._failing = False
         self._wake = threading.Event()
@@ -218,30 +131,28 @@ class TelemetryStore:
 
     def record(self, result: InvocationResult, *, version: str, started_at: float) -> None:
         """Buffer one finished invocation; ``version`` is what ran, ``started_at`` its start (epoch s)."""
-        pending = (
-            result.error, result.request_id, result.function_name, result.duration_ms, result.billed_ms,
-            result.memory_mb, result.fuel_used, result.max_memory_bytes, result.cold, result.logs,
-            version, started_at,
+        invocations = self._invocations
+        if self._closed or len(invocations) >= self._buffer_limit:
+            self.dropped += 1
+            return
+        invocations.append(
+            (
+                result.error, result.request_id, result.function_name, result.duration_ms, result.billed_ms,
+                result.memory_mb, result.fuel_used, result.max_memory_bytes, result.cold, result.logs,
+                version, started_at,
+            )
         )  # fmt: skip
-        with self._lock:
-            buffered = len(self._invocations) + len(self._throttles)
-            if self._closed or buffered >= self._buffer_limit:
-                self.dropped += 1
-                return
-            self._invocations.append(pending)
-            if buffered + 1 >= self.max_buffer:
-                self._wake.set()
+        if len(invocations) + len(self._throttles) >= self.max_buffer:
+            self._wake.set()
 
     def record_throttle(self, function: str, version: str, at: float) -> None:
         """Buffer one synchronous invocation refused with 429 at ``at`` (epoch s). Not an invocation."""
-        with self._lock:
-            buffered = len(self._invocations) + len(self._throttles)
-            if self._closed or buffered >= self._buffer_limit:
-                self.dropped += 1
-                return
-            self._throttles.append((function, version, at))
-            if buffered + 1 >= self.max_buffer:
-                self._wake.set()
+        if self._closed or len(self._throttles) >= self._buffer_limit:
+            self.dropped += 1
+            return
+        self._throttles.append((function, version, at))
+        if len(self._invocations) + len(self._throttles) >= self.max_buffer:
+            self._wake.set()
 
     # --- writing ---------------------------------------------------------------
 
@@ -252,9 +163,9 @@ class TelemetryStore:
         to 30 s for other processes' locks); the records then stay buffered.
         """
         with self._db_lock:
-            with self._lock:
-                invocations, self._invocations = self._invocations, []
-                throttles, self._throttles = self._throttles, []
+            pending, done = self._invocations, self._throttles
+            invocations = [pending.popleft() for _ in range(len(pending))]
+            throttles = [done.popleft() for _ in range(len(done))]
             if not invocations and not throttles:
                 return
             if self._conn is None:  # closed: close() already wrote everything it could
@@ -263,14 +174,11 @@ class TelemetryStore:
             try:
                 _write(self._conn, invocations, throttles)
             except BaseException:
-                with self._lock:
-                    self._invocations[:0] = invocations
-                    self._throttles[:0] = throttles
-                    excess = len(self._invocations) + len(self._throttles) - self._buffer_limit
-                    if excess > 0:
-                        keep = max(0, len(self._invocations) - excess)
-                        self.dropped += len(self._invocations) - keep
-                        del self._invocations[keep:]
+                pending.extendleft(reversed(invocations))
+                done.extendleft(reversed(throttles))
+                while len(pending) > self._buffer_limit:
+                    pending.pop()
+                    self.dropped += 1
                 raise
 
     def _run(self) -> None:
@@ -295,27 +203,32 @@ class TelemetryStore:
                 self._failing = False
 
     def prune(self, now: float | None = None) -> int:
-        """Delete invocation rows (with their log lines) and throttles older than ``retention_s``.
+        """Delete batches of invocations (with their log lines) and throttles older than ``retention_s``.
 
-        ``now`` is epoch seconds (default: the clock); rows are aged by start time.
-        Deletes in batches of ``PRUNE_BATCH_ROWS``, each its own transaction; returns
-        the rows deleted. Metric totals are kept.
+        ``now`` is epoch seconds (default: the clock); a batch goes when its last
+        invocation ended before the cutoff. Deletes in small batches, each its own
+        transaction; returns the invocations and throttles deleted. Metric totals are kept.
         """
         cutoff = (time.time() if now is None else now) - self.retention_s
         with self._db_lock:
             functions = [row[0] for row in self._connection().execute("SELECT DISTINCT function FROM metric_totals")]
         deleted = 0
         for function in functions:
-            for table, column in (("invocations", "started_at"), ("throttles", "at")):
+            for table, column, counted in (("batches", "last_ended", "invocations"), ("throttles", "at", "1")):
                 while True:
                     with self._db_lock:
-                        cursor = self._connection().execute(
-                            f"DELETE FROM {table} WHERE id IN "
-                            f"(SELECT id FROM {table} WHERE function = ? AND {column} < ? LIMIT ?)",
-                            (function, cutoff, PRUNE_BATCH_ROWS),
+                        removed = (
+                            self._connection()
+                            .execute(
+                                f"DELETE FROM {table} WHERE id IN "
+                                f"(SELECT id FROM {table} WHERE function = ? AND {column} < ? LIMIT ?) "
+                                f"RETURNING {counted}",
+                                (function, cutoff, PRUNE_BATCH_ROWS),
+                            )
+                            .fetchall()
                         )
-                    deleted += cursor.rowcount
-                    if cursor.rowcount < PRUNE_BATCH_ROWS:
+                    deleted += sum(count for (count,) in removed)
+                    if len(removed) < PRUNE_BATCH_ROWS:
                         break
         return deleted
 
@@ -347,32 +260,41 @@ class TelemetryStore:
         clauses = ["function = ?"]
         params: list[Any] = [function]
         if since is not None:
-            clauses.append("started_at >= ? AND started_at + duration_ms / 1000.0 >= ?")
-            params += [since - LONGEST_INVOCATION_S, since]
+            clauses.append("last_ended >= ?")
+            params.append(since)
         if request_id is not None:
-            clauses.append("request_id = ?")
+            clauses.append("instr(request_ids, ?) > 0")
             params.append(request_id)
         if after_id is not None:
             clauses.append("id >= ?")
-            params.append(after_id // LINE_ID_SLOTS)
+            params.append(after_id >> BATCH_SHIFT)
         tail = since is None and after_id is None
-        # Every invocation has at least three lines, so ``limit`` rows are always enough.
-        query = f"{SELECT_FOR_LINES} WHERE {' AND '.join(clauses)} ORDER BY id {'DESC' if tail else 'ASC'} LIMIT ?"
-        params.append(limit)
+        query = f"SELECT id, rows FROM batches WHERE {' AND '.join(clauses)} ORDER BY id {'DESC' if tail else 'ASC'}"
         self.flush()
         found: list[list[dict[str, Any]]] = []
         count = 0
         with self._db_lock:
-            for row in self._connection().execute(query, params):
-                lines = [
-                    line
-                    for line in _render_lines(function, row)
-                    if (since is None or line["timestamp"] >= since) and (after_id is None or line["id"] > after_id)
-                ]
+            cursor = self._connection().execute(query, params)
+            for batch_id, blob in cursor:
+                lines = []
+                for index, row in enumerate(unpack_rows(blob)):
+                    if request_id is not None and row[1] != request_id:
+                        continue
+                    if (
+                        after_id is not None
+                        and (batch_id << BATCH_SHIFT | index << ROW_SHIFT | (1 << ROW_SHIFT) - 1) <= after_id
+                    ):
+                        continue
+                    lines += [
+                        line
+                        for line in render_lines(batch_id, index, row)
+                        if (since is None or line["timestamp"] >= since) and (after_id is None or line["id"] > after_id)
+                    ]
                 found.append(lines)
                 count += len(lines)
                 if count >= limit:
                     break
+            cursor.close()
         if tail:
             return [line for lines in reversed(found) for line in lines][-limit:]
         return [line for lines in found for line in lines][:limit]
@@ -391,36 +313,54 @@ class TelemetryStore:
         Invocations are counted by start time and include errors; throttles are
         separate and cost nothing. ``gb_seconds`` is the sum of billed seconds × memory
         GiB (``memory_mb / 1024``); the estimated cost uses Lambda's x86 prices by
-        default (USD). Only rows within ``retention_s`` remain to be counted.
+        default (USD). Only rows within ``retention_s`` remain to be counted. Batches
+        inside the window count by their sums; only those across an edge are decoded.
         Buffered records of this process are flushed first.
         """
-        where = "function = ?"
-        params: list[Any] = [function]
-        if since is not None:
-            where += " AND {time} >= ?"
-            params.append(since)
-        if until is not None:
-            where += " AND {time} < ?"
-            params.append(until)
+        low = -float("inf") if since is None else since
+        high = float("inf") if until is None else until
         self.flush()
+        totals: defaultdict[str, float] = defaultdict(float)
+        errors_by_type: dict[str, int] = defaultdict(int)
+        max_memory = 0
         with self._db_lock:
             conn = self._connection()
-            invocations, errors, cold_starts, duration_ms, billed_ms, mb_ms, fuel_used, max_memory_bytes = conn.execute(
-                "SELECT count(*), coalesce(sum(outcome = 'error'), 0), coalesce(sum(cold), 0), total(duration_ms), "
-                "coalesce(sum(billed_ms), 0), coalesce(sum(billed_ms * memory_mb), 0), coalesce(sum(fuel_used), 0), "
-                "coalesce(max(max_memory_bytes), 0) FROM invocations WHERE " + where.format(time="started_at"),
-                params,
-            ).fetchone()
-            errors_by_type = conn.execute(
-                "SELECT error_type, count(*) FROM invocations WHERE "
-                + where.format(time="started_at")
-                + " AND outcome = 'error' GROUP BY error_type ORDER BY error_type",
-                params,
+            rows = conn.execute(
+                "SELECT first_started, last_started, invocations, errors, error_types, cold_starts, duration_ms, "
+                "billed_ms, mb_ms, fuel_used, max_memory, rows FROM batches "
+                "WHERE function = ? AND last_started >= ? AND first_started < ?",
+                (function, low, high),
             ).fetchall()
             (throttles,) = conn.execute(
-                "SELECT count(*) FROM throttles WHERE " + where.format(time="at"), params
+                "SELECT count(*) FROM throttles WHERE function = ? AND at >= ? AND at < ?", (function, low, high)
             ).fetchone()
-        gb_seconds = mb_ms / 1000 / 1024
+        for first, last, count, errors, error_types, cold, duration, billed, mb_ms, fuel, memory, blob in rows:
+            if first >= low and last < high:
+                for key, value in zip(
+                    ("invocations", "errors", "cold", "duration", "billed", "mb_ms", "fuel"),
+                    (count, errors, cold, duration, billed, mb_ms, fuel),
+                    strict=True,
+                ):
+                    totals[key] += value
+                for error_type, n in orjson.loads(error_types).items():
+                    errors_by_type[error_type] += n
+                max_memory = max(max_memory, memory)
+                continue
+            for row in unpack_rows(blob):
+                if not low <= row[STARTED] < high:
+                    continue
+                totals["invocations"] += 1
+                if row[0] is not None:
+                    totals["errors"] += 1
+                    errors_by_type[row[0][0]] += 1
+                totals["cold"] += row[8]
+                totals["duration"] += row[3]
+                totals["billed"] += row[4]
+                totals["mb_ms"] += row[4] * row[5]
+                totals["fuel"] += row[6]
+                max_memory = max(max_memory, row[7])
+        invocations = int(totals["invocations"])
+        gb_seconds = totals["mb_ms"] / 1000 / 1024
         compute = gb_seconds * price_per_gb_second
         requests = invocations * price_per_million_requests / 1_000_000
         return {
@@ -428,15 +368,15 @@ class TelemetryStore:
             "since": since,
             "until": until,
             "invocations": invocations,
-            "errors": errors,
-            "errors_by_type": dict(errors_by_type),
+            "errors": int(totals["errors"]),
+            "errors_by_type": dict(sorted(errors_by_type.items())),
             "throttles": throttles,
-            "cold_starts": cold_starts,
-            "duration_ms": duration_ms,
-            "billed_ms": billed_ms,
+            "cold_starts": int(totals["cold"]),
+            "duration_ms": totals["duration"],
+            "billed_ms": int(totals["billed"]),
             "gb_seconds": gb_seconds,
-            "fuel_used": fuel_used,
-            "max_memory_bytes": max_memory_bytes,
+            "fuel_used": int(totals["fuel"]),
+            "max_memory_bytes": max_memory,
             "estimated_cost": {
                 "compute": compute,
                 "requests": requests,
@@ -509,113 +449,34 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _write(conn: sqlite3.Connection, invocations: list[_Pending], throttles: list[tuple[str, str, float]]) -> None:
-    """Insert one batch and add it to the metric totals, in one transaction."""
-    rows: list[tuple[Any, ...]] = []
-    added: dict[tuple[str, str, str, str], float] = defaultdict(float)
-    for (
-        error, request_id, function, duration_ms, billed_ms, memory_mb, fuel_used, max_memory_bytes, cold, logs,
-        version, started_at,
-    ) in invocations:  # fmt: skip
-        if error is None:
-            outcome, error_type, error_message = "ok", None, None
+def _write(conn: sqlite3.Connection, invocations: list[PendingRow], throttles: list[tuple[str, str, float]]) -> None:
+    """Insert one flush — a batch row per function (per ``ROWS_PER_BATCH``) — and its metric totals, in one transaction."""
+    # One pass groups by function, version and minute of start: a batch per group (so
+    # pruning and the edges of usage windows decode little, even when a flush holds a
+    # long invocation next to new ones), and the metric totals add up per group.
+    groups: dict[tuple[str, str, float], list[PendingRow]] = {}
+    for row in invocations:
+        key = (row[2], row[10], row[11] // BATCH_SPAN_S)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [row]
         else:
-            outcome, error_type, error_message = "error", error.type, error.message
-            added[(function, version, "errors", error_type)] += 1
-        rows.append(
-            (request_id, function, version, started_at, duration_ms, billed_ms, memory_mb, max_memory_bytes,
-             fuel_used, cold, outcome, error_type, error_message, logs)
-        )  # fmt: skip
-        added[(function, version, "invocations", outcome)] += 1
-        if cold:
-            added[(function, version, "cold_starts", "")] += 1
-        duration_s = duration_ms / 1000
-        added[
-            (function, version, "duration_bucket", BUCKET_LABELS[bisect.bisect_left(DURATION_BUCKETS_S, duration_s)])
-        ] += 1
-        added[(function, version, "duration_sum", "")] += duration_s
+            group.append(row)
+    batches = []
+    added: dict[tuple[str, str, str, str], float] = {}
+    for (function, version, _), rows in groups.items():
+        batches += [batch_rows(function, chunk) for chunk in chunks(rows)]
+        add_metrics(added, function, version, rows)
     for function, version, _at in throttles:
-        added[(function, version, "throttles", "")] += 1
-
+        throttled = (function, version, "throttles", "")
+        added[throttled] = added.get(throttled, 0) + 1
     conn.execute("BEGIN IMMEDIATE")
     try:
-        _insert_many(conn, "invocations", INVOCATION_COLUMNS, rows)
-        _insert_many(conn, "throttles", THROTTLE_COLUMNS, throttles)
+        conn.executemany(INSERT_BATCH, batches)
+        conn.executemany("INSERT INTO throttles (function, version, at) VALUES (?, ?, ?)", throttles)
         conn.executemany(ADD_TO_TOTAL, [(*key, value) for key, value in added.items()])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _insert_many(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[Any]) -> None:
-    """INSERT ``rows`` in statements of up to ``MAX_ROWS_PER_INSERT`` rows each.
-
-    ``executemany`` steps each row separately and gives up the GIL around every
-    step; taking it back waits for the event loop's thread on a busy server. Chunk
-    sizes are powers of two, so a handful of statements are prepared and cached.
-    """
-    start = 0
-    while start < len(rows):
-        size = min(MAX_ROWS_PER_INSERT, 1 << ((len(rows) - start).bit_length() - 1))
-        values = [value for row in rows[start : start + size] for value in row]
-        try:
-            conn.execute(_insert_statement(table, columns, size), values)
-        except UnicodeEncodeError:
-            # A lone surrogate in a message cannot be encoded: replace it, as the host's log decoding does.
-            values = [_encodable(value) for value in values]
-            conn.execute(_insert_statement(table, columns, size), values)
-        start += size
-
-
-@functools.cache
-def _insert_statement(table: str, columns: tuple[str, ...], rows: int) -> str:
-    values = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
-
-
-def _encodable(value: Any) -> Any:
-    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
-
-
-def _render_lines(function: str, row: tuple[Any, ...]) -> list[dict[str, Any]]:
-    """The log lines of one stored invocation, as :func:`invocation_lines` wrote them for the live result."""
-    (
-        invocation_id, request_id, version, started_at, duration_ms, billed_ms, memory_mb, max_memory_bytes,
-        fuel_used, cold, error_type, error_message, logs,
-    ) = row  # fmt: skip
-    error = None
-    if error_type is not None:
-        error = InvocationError(error_message or "")
-        error.type = error_type  # the stored name, whichever class it came from
-    result = InvocationResult(
-        payload=None,
-        error=error,
-        request_id=request_id,
-        function_name=function,
-        function_version=version,
-        duration_ms=duration_ms,
-        billed_ms=billed_ms,
-        memory_mb=memory_mb,
-        fuel_used=fuel_used,
-        max_memory_bytes=max_memory_bytes,
-        cold=bool(cold),
-        logs=logs,
-    )
-    messages = invocation_lines(result)
-    if len(messages) > LINE_ID_SLOTS:  # only when the host keeps more than ~2 MiB of output per invocation
-        hidden = len(messages) - LINE_ID_SLOTS + 1
-        messages = [*messages[: LINE_ID_SLOTS - 3], f"[wasmhost: {hidden} lines not shown]", *messages[-2:]]
-    ended_at = started_at + duration_ms / 1000
-    first_id = invocation_id * LINE_ID_SLOTS
-    return [
-        {
-            "id": first_id + index,
-            "timestamp": started_at if index == 0 else ended_at,
-            "request_id": request_id,
-            "version": version,
-            "message": message,
-        }
-        for index, message in enumerate(messages)
-    ]
