@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,56 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path, address):
     result = run("serve", "--host", address, data_dir=tmp_path, check=False, env={"WASMHOST_ADMIN_TOKEN": ""})
     assert result.returncode == 1
     assert "without an admin token" in result.stderr
+
+
+@pytest.mark.slow
+def test_operations_commands_act_on_a_server_with_url(tmp_path, guests):
+    from wasmhost import Host, HostConfig
+
+    config = HostConfig(data_dir=str(tmp_path / "served"), async_retry_delay_s=0.05)
+    with Host(config=config) as host, ServerThread(host, admin_token="tok") as server:
+        env = {"WASMHOST_URL": server.url, "WASMHOST_ADMIN_TOKEN": "tok"}
+        run("deploy", "echo", str(guests / "echo.wasm"), "--secret", "KEY=hidden", env=env)
+        assert "hidden" not in run("get", "echo", env=env).stdout
+        assert json.loads(run("publish", "echo", "--description", "v1", env=env).stdout)["version"] == "1"
+        assert "v1" in run("versions", "echo", env=env).stdout
+        run("alias", "set", "echo", "live", "1", env=env)
+        assert json.loads(run("alias", "get", "echo", "live", env=env).stdout)["version"] == "1"
+        assert "live" in run("alias", "list", "echo", env=env).stdout
+        tailed = run("invoke", "echo:live", "--data", "[7]", "--log-tail", env=env)
+        assert json.loads(tailed.stdout) == [7] and "Version: 1" in tailed.stderr
+
+        # logs --follow over server-sent events: the lines of an invocation made while it follows
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "wasmhost", "logs", "echo", "--follow", "--since", "1h"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        try:
+            assert "START RequestId:" in follower.stdout.readline()  # the earlier invocation
+            request_id = host.invoke("echo", {"later": 1}).request_id
+            seen = ""
+            while request_id not in seen or "REPORT" not in seen.splitlines()[-1]:
+                seen += follower.stdout.readline()
+        finally:
+            follower.kill()
+            follower.wait()
+        assert f"START RequestId: {request_id}" in seen
+
+        logs = run("logs", "echo", "--limit", "3", env=env).stdout.splitlines()
+        assert len(logs) == 3 and "REPORT RequestId:" in logs[-1]
+        assert json.loads(run("usage", "echo", env=env).stdout)["invocations"] == 2
+
+        run(
+            "deploy", "bad", str(guests / "error.wasm"), "--max-retry-attempts", "0", "--on-failure", "queue:q", env=env
+        )
+        assert json.loads(run("invoke", "bad", "--async", env=env).stdout)["status"] == "queued"
+        deadline = time.monotonic() + 20
+        while "q " not in run("dead-letters", "list", env=env).stdout:
+            assert time.monotonic() < deadline, "no dead letter"
+            time.sleep(0.1)
+        assert json.loads(run("dead-letters", "list", "q", env=env).stdout)[0]["function"] == "bad"
+        assert "redriven 1" in run("dead-letters", "redrive", "q", env=env).stderr
+        refused = run("delete-version", "echo", "1", env=env, check=False)
+        assert refused.returncode == 1 and "ResourceConflict" in refused.stderr
