@@ -18,6 +18,18 @@ from wasmhost.errors import InvalidName, Throttled, WasmhostError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C fast path (wasmhost/_fastpath.c) and with the pure-Python one."""
+    import wasmhost.concurrency
+
+    if request.param == "python":
+        monkeypatch.setattr(wasmhost.concurrency, "_fast", None)
+    elif wasmhost.concurrency._fast is None:
+        pytest.skip("the C fast path is not built here")
+    return str(request.param)
+
+
 @pytest.fixture
 def shm(tmp_path: Path) -> Path:
     return tmp_path / "concurrency.shm"

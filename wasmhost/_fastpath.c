@@ -332,7 +332,90 @@ static PyObject *fp_ticker_stop(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* --- concurrency counters (wasmhost/concurrency.py) ---------------------------- */
+
+/* Header fields of concurrency.shm (int32 indexes; see concurrency.py). */
+#define CONC_HIGH_WATER 5
+#define CONC_GENERATION 7
+#define CONC_ROWS 64
+
+static int conc_view(PyObject *map, Py_buffer *view, long totals_at, long counts_at, long first, long row) {
+    if (PyObject_GetBuffer(map, view, PyBUF_WRITABLE) < 0) return -1;
+    if (first < 0 || row < 0 || row >= CONC_ROWS || totals_at < 64 ||
+        totals_at + 4 * CONC_ROWS > view->len || counts_at + 4 * (first + CONC_ROWS) > view->len) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "counter offsets outside the mapped file");
+        return -1;
+    }
+    return 0;
+}
+
+/* conc_acquire(map, totals_at, counts_at, first, row, host_limit, reserved, generation) -> bool
+ * The lock-free path of SharedConcurrency.acquire: when the slot table has not
+ * changed (generation) and both limits leave room for every live process to
+ * add one (`rows`), take the slot (own row's counters) and answer True; else
+ * False, and the caller takes the exact path under flock. reserved < 0: none.
+ * The caller holds its thread lock; the GIL is held throughout. */
+static PyObject *fp_conc_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) return PyErr_Format(PyExc_TypeError, "conc_acquire takes 8 arguments");
+    long v[7];
+    for (int i = 0; i < 7; i++) {
+        v[i] = PyLong_AsLong(args[i + 1]);
+        if (v[i] == -1 && PyErr_Occurred()) return NULL;
+    }
+    long totals_at = v[0], counts_at = v[1], first = v[2], row = v[3], host_limit = v[4], reserved = v[5];
+    Py_buffer view;
+    if (conc_view(args[0], &view, totals_at, counts_at, first, row) < 0) return NULL;
+    int32_t *header = (int32_t *)view.buf;
+    int32_t *totals = (int32_t *)((char *)view.buf + totals_at);
+    int32_t *counts = (int32_t *)((char *)view.buf + counts_at) + first;
+    int taken = 0;
+    if (header[CONC_GENERATION] == v[6]) {
+        long rows = header[CONC_HIGH_WATER], host = 0, function = 0;
+        if (rows > CONC_ROWS) rows = CONC_ROWS;
+        for (long i = 0; i < rows; i++) host += totals[i];
+        if (host + rows <= host_limit) {
+            if (reserved >= 0)
+                for (long i = 0; i < rows; i++) function += counts[i];
+            if (reserved < 0 || function + rows <= reserved) {
+                counts[row] += 1;
+                totals[row] += 1;
+                taken = 1;
+            }
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(taken);
+}
+
+/* conc_release(map, totals_at, counts_at, first, row) -> bool: give back one slot
+ * of this row; False (nothing changed) when the row holds none. */
+static PyObject *fp_conc_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) return PyErr_Format(PyExc_TypeError, "conc_release takes 5 arguments");
+    long v[4];
+    for (int i = 0; i < 4; i++) {
+        v[i] = PyLong_AsLong(args[i + 1]);
+        if (v[i] == -1 && PyErr_Occurred()) return NULL;
+    }
+    Py_buffer view;
+    if (conc_view(args[0], &view, v[0], v[1], v[2], v[3]) < 0) return NULL;
+    int32_t *totals = (int32_t *)((char *)view.buf + v[0]);
+    int32_t *counts = (int32_t *)((char *)view.buf + v[1]) + v[2];
+    int released = 0;
+    if (counts[v[3]] > 0) {
+        counts[v[3]] -= 1;
+        totals[v[3]] -= 1;
+        released = 1;
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(released);
+}
+
 static PyMethodDef methods[] = {
+    {"conc_acquire", (PyCFunction)(void (*)(void))fp_conc_acquire, METH_FASTCALL,
+     "conc_acquire(map, totals_at, counts_at, first, row, host_limit, reserved, generation) -> bool."},
+    {"conc_release", (PyCFunction)(void (*)(void))fp_conc_release, METH_FASTCALL,
+     "conc_release(map, totals_at, counts_at, first, row) -> bool."},
     {"bind", fp_bind, METH_VARARGS, "bind(path): find wasmtime's C API in the library at path."},
     {"run", fp_run, METH_VARARGS, "Run one invocation of a core-module guest (see the C source)."},
     {"ticker_start", fp_ticker_start, METH_VARARGS, "ticker_start(engine, period_ns) -> handle."},

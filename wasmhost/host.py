@@ -82,10 +82,6 @@ class _Runtime:
 class _Ready:
     """A function version ready to run: its record, prepared code, limits and runtime."""
 
-    @property
-    def reserved_concurrency(self) -> int | None:
-        return self.reserved_from.config.reserved_concurrency
-
     record: FunctionRecord
     prepared: Prepared | PreparedComponent
     limits: Limits
@@ -95,6 +91,7 @@ class _Ready:
     key: str
     #: The $LATEST record, whose ``reserved_concurrency`` applies to every version.
     reserved_from: FunctionRecord
+    reserved_concurrency: int | None
     is_component: bool = False
     #: Requests may go as JSON (a component that declared it reads JSON).
     accepts_json: bool = False
@@ -315,7 +312,11 @@ class Host(VersionsMixin, OperationsMixin):
             return self._accepted(name, event, qualifier, request_id, invocation_type)
         ready, cold = self._resolve(name, qualifier)
         function = ready.record.name
-        self._acquire(ready)
+        try:
+            self.gate.acquire(function, ready.reserved_concurrency)
+        except Throttled:
+            self._count_throttle(ready)
+            raise
         try:
             call = self._start(ready, event, request_id, cold)
             return self._finish(ready, call, call.timeout_ms, None)
@@ -328,7 +329,11 @@ class Host(VersionsMixin, OperationsMixin):
         """Like ``invoke``, without blocking the event loop for more than a short slice."""
         ready, cold = self._resolve(name, qualifier)
         function = ready.record.name
-        self._acquire(ready)
+        try:
+            self.gate.acquire(function, ready.reserved_concurrency)
+        except Throttled:
+            self._count_throttle(ready)
+            raise
         try:
             call = self._start(ready, event, request_id, cold)
             loop = asyncio.get_running_loop()
@@ -348,13 +353,9 @@ class Host(VersionsMixin, OperationsMixin):
         finally:
             self.gate.release(function)
 
-    def _acquire(self, ready: _Ready) -> None:
-        """A concurrency slot for the function (any version), or ``Throttled`` (counted)."""
-        try:
-            self.gate.acquire(ready.record.name, ready.reserved_concurrency)
-        except Throttled:
-            self.telemetry.record_throttle(ready.record.name, ready.record.version, time.time())
-            raise
+    def _count_throttle(self, ready: _Ready) -> None:
+        """A throttle counts in usage and metrics (the caller re-raises ``Throttled``)."""
+        self.telemetry.record_throttle(ready.record.name, ready.record.version, time.time())
 
     async def _ainvoke_component(self, loop: asyncio.AbstractEventLoop, ready: _Ready, call: _Call) -> InvocationResult:
         """Components run on a worker thread; the caller is answered by the deadline.
@@ -378,8 +379,9 @@ class Host(VersionsMixin, OperationsMixin):
         ``name`` may carry its qualifier (``name:prod``). An alias with routing
         picks one of its two versions at random, by weight, on every call.
         """
-        if qualifier is None and ":" in name:
-            name, _, qualifier = name.partition(":")
+        if qualifier is None:
+            if ":" in name:
+                name, _, qualifier = name.partition(":")
         if qualifier is None or qualifier == LATEST:
             key, record = name, self.registry.get(name)
             reserved_from = record
@@ -427,7 +429,8 @@ class Host(VersionsMixin, OperationsMixin):
         }
         is_component = isinstance(prepared, PreparedComponent)
         json_ok = is_component and prepared.layout.accepts_json  # type: ignore[union-attr]
-        ready = _Ready(record, prepared, limits, context, runtime, key, reserved_from, is_component, json_ok)
+        reserved = reserved_from.config.reserved_concurrency
+        ready = _Ready(record, prepared, limits, context, runtime, key, reserved_from, reserved, is_component, json_ok)
         self._ready[key] = ready
         while len(self._ready) > self.config.instance_cache_size:
             self._ready.popitem(last=False)

@@ -128,7 +128,7 @@ def decode_response(data: bytes) -> Any:
     for anything that is not one of the two shapes. (A msgpack map never starts
     with ``{``, 0x7b, which is the integer 123.)
     """
-    if data[:1] == b"{":
+    if data and data[0] == 0x7B:  # "{"
         try:
             response = orjson.loads(data)
         except orjson.JSONDecodeError as exc:

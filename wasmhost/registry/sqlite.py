@@ -151,7 +151,8 @@ class SqliteRegistry:
                 except sqlite3.OperationalError:  # another process added it first
                     pass
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], Any] = {}
+        # $LATEST records by name; versions and aliases by ("v"|"a", name, qualifier).
+        self._cache: dict[str | tuple[str, ...], Any] = {}
         self._seen_generation = -1
 
     def close(self) -> None:
@@ -163,7 +164,7 @@ class SqliteRegistry:
 
     # --- reads (cached until any process commits a change) ----------------
 
-    def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+    def _cached(self, key: str | tuple[str, ...], load: Callable[[], Any]) -> Any:
         generation = self.generation.value()
         if generation == self._seen_generation:
             found = self._cache.get(key)
@@ -180,7 +181,12 @@ class SqliteRegistry:
 
     def get(self, name: str) -> FunctionRecord:
         """The ``$LATEST`` record of ``name``. Raises ``FunctionNotFound``."""
-        return self._cached(("f", name), lambda: self._load_latest(name))  # type: ignore[no-any-return]
+        # The invoke path: keyed by the bare name, no closure unless it must load.
+        if self.generation.value() == self._seen_generation:
+            found = self._cache.get(name)  # type: ignore[call-overload]
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        return self._cached(name, lambda: self._load_latest(name))  # type: ignore[arg-type,no-any-return]
 
     def _load_latest(self, name: str) -> FunctionRecord:
         row = self._conn.execute(f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE name = ?", (name,)).fetchone()
