@@ -102,6 +102,9 @@ class NoTelemetry:
     def record(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def append(self, row: Any) -> None:
+        pass
+
     def record_throttle(self, *args: Any, **kwargs: Any) -> None:
         pass
 

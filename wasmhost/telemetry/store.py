@@ -15,6 +15,7 @@ the guest's output, the error, END, REPORT) are rendered by
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 import threading
 import time
@@ -38,10 +39,9 @@ from .batches import (
     STARTED,
     FunctionTotals,
     PendingRow,
-    add_metrics,
-    batch_rows,
     chunks,
     render_lines,
+    summarize,
     unpack_rows,
 )
 
@@ -49,6 +49,8 @@ logger = logging.getLogger("wasmhost.telemetry")
 
 __all__ = ["DURATION_BUCKETS_S", "FunctionTotals", "TelemetryStore"]
 
+_STARTED = operator.itemgetter(11)
+_FUNCTION_VERSION = operator.itemgetter(2, 10)
 PRUNE_EVERY_S = 60.0
 BATCH_SPAN_S = 60.0
 """Invocations that started in different minutes go in different batches."""
@@ -95,6 +97,9 @@ class TelemetryStore:
         self._lock = threading.Lock()  # guards close(); record() takes no lock (deque appends are atomic)
         self._db_lock = threading.Lock()  # one user of the connection at a time
         self._invocations: deque[PendingRow] = deque()
+        #: The invoke path's door: append a ``PendingRow`` (what :meth:`record` builds from a
+        #: result) with no checks. Rows appended after :meth:`close` are never written.
+        self.append = self._invocations.append
         self._throttles: deque[tuple[str, str, float]] = deque()
         self._closed = False
         self._failing = False
@@ -455,18 +460,24 @@ def _write(conn: sqlite3.Connection, invocations: list[PendingRow], throttles: l
     # pruning and the edges of usage windows decode little, even when a flush holds a
     # long invocation next to new ones), and the metric totals add up per group.
     groups: dict[tuple[str, str, float], list[PendingRow]] = {}
-    for row in invocations:
-        key = (row[2], row[10], row[11] // BATCH_SPAN_S)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [row]
+    if invocations:
+        first = invocations[0]
+        key = (first[2], first[10], first[11] // BATCH_SPAN_S)
+        minutes = {started // BATCH_SPAN_S for started in map(_STARTED, invocations)}
+        if len(minutes) == 1 and len(set(map(_FUNCTION_VERSION, invocations))) == 1:
+            groups[key] = invocations  # the usual flush: one function, one version, one minute
         else:
-            group.append(row)
+            for row in invocations:
+                key = (row[2], row[10], row[11] // BATCH_SPAN_S)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [row]
+                else:
+                    group.append(row)
     batches = []
     added: dict[tuple[str, str, str, str], float] = {}
     for (function, version, _), rows in groups.items():
-        batches += [batch_rows(function, chunk) for chunk in chunks(rows)]
-        add_metrics(added, function, version, rows)
+        batches += [summarize(function, version, chunk, added) for chunk in chunks(rows)]
     for function, version, _at in throttles:
         throttled = (function, version, "throttles", "")
         added[throttled] = added.get(throttled, 0) + 1
