@@ -54,7 +54,7 @@ from .result import InvocationResult
 from .sandbox import Limits, Prepared, Sandbox, SliceExpired
 from .secretbox import SecretBox
 from .telemetry import log_invocation
-from .telemetry.store import TelemetryStore
+from .telemetry.store import PACK_EVERY, TelemetryStore
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: How long a function that outgrew its inline slice goes straight to a thread.
@@ -521,12 +521,15 @@ class Host(VersionsMixin, OperationsMixin):
         )
         log_invocation(result)
         # TelemetryStore.record's row, built here from what is at hand (the hot path).
-        self.telemetry.append(
+        telemetry = self.telemetry
+        telemetry.append(
             (
                 error, call.request_id, record.name, duration_ms, billed_ms, memory_mb, fuel_used, memory_bytes,
                 call.cold, logs, record.version, call.started_at,
             )
         )  # fmt: skip
+        if len(telemetry.pending) >= PACK_EVERY:
+            telemetry.pack()
         return result
 
 

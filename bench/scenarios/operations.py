@@ -102,7 +102,12 @@ class NoTelemetry:
     def record(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    pending: tuple[Any, ...] = ()
+
     def append(self, row: Any) -> None:
+        pass
+
+    def pack(self) -> None:
         pass
 
     def record_throttle(self, *args: Any, **kwargs: Any) -> None:

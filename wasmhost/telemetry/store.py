@@ -50,7 +50,10 @@ logger = logging.getLogger("wasmhost.telemetry")
 __all__ = ["DURATION_BUCKETS_S", "FunctionTotals", "TelemetryStore"]
 
 _STARTED = operator.itemgetter(11)
-_FUNCTION_VERSION = operator.itemgetter(2, 10)
+_FUNCTION = operator.itemgetter(2)
+_VERSION = operator.itemgetter(10)
+PACK_EVERY = 256
+"""Buffered invocations the invoke path packs into a batch at once (see ``pack``)."""
 PRUNE_EVERY_S = 60.0
 BATCH_SPAN_S = 60.0
 """Invocations that started in different minutes go in different batches."""
@@ -98,8 +101,12 @@ class TelemetryStore:
         self._db_lock = threading.Lock()  # one user of the connection at a time
         self._invocations: deque[PendingRow] = deque()
         #: The invoke path's door: append a ``PendingRow`` (what :meth:`record` builds from a
-        #: result) with no checks. Rows appended after :meth:`close` are never written.
+        #: result) with no checks, then call :meth:`pack` once ``len(pending)`` reaches
+        #: ``PACK_EVERY``. Rows appended after :meth:`close` are never written.
         self.append = self._invocations.append
+        self.pending = self._invocations
+        self._packed: list[tuple[list[tuple[Any, ...]], dict[tuple[str, str, str, str], float]]] = []
+        self._drain_lock = threading.Lock()  # one thread at a time empties the deque
         self._throttles: deque[tuple[str, str, float]] = deque()
         self._closed = False
         self._failing = False
@@ -147,6 +154,8 @@ class TelemetryStore:
                 version, started_at,
             )
         )  # fmt: skip
+        if len(invocations) >= PACK_EVERY:
+            self.pack()
         if len(invocations) + len(self._throttles) >= self.max_buffer:
             self._wake.set()
 
@@ -161,6 +170,22 @@ class TelemetryStore:
 
     # --- writing ---------------------------------------------------------------
 
+    def pack(self) -> None:
+        """Summarize the buffered invocations into batches now, on the calling thread.
+
+        The invoke path calls it every ``PACK_EVERY`` invocations: the rows are still
+        in this thread's cache, where the flush thread would pull them across cores
+        (measured: that cost as much again as the packing itself). The flush thread
+        then only writes the batches.
+        """
+        with self._drain_lock:
+            pending = self._invocations
+            rows = [pending.popleft() for _ in range(len(pending))]
+            if rows:
+                self._packed.append(_build(rows))
+                if len(self._packed) * PACK_EVERY >= self.max_buffer:
+                    self._wake.set()
+
     def flush(self) -> None:
         """Write every buffered record now, in one transaction.
 
@@ -168,22 +193,31 @@ class TelemetryStore:
         to 30 s for other processes' locks); the records then stay buffered.
         """
         with self._db_lock:
-            pending, done = self._invocations, self._throttles
-            invocations = [pending.popleft() for _ in range(len(pending))]
-            throttles = [done.popleft() for _ in range(len(done))]
-            if not invocations and not throttles:
+            with self._drain_lock:
+                pending, done = self._invocations, self._throttles
+                invocations = [pending.popleft() for _ in range(len(pending))]
+                throttles = [done.popleft() for _ in range(len(done))]
+                packed, self._packed = self._packed, []
+            if invocations:
+                packed.append(_build(invocations))
+            if not packed and not throttles:
                 return
             if self._conn is None:  # closed: close() already wrote everything it could
-                self.dropped += len(invocations) + len(throttles)
+                self.dropped += sum(batch[4] for batches, _ in packed for batch in batches) + len(throttles)
                 return
+            batches = [batch for built, _ in packed for batch in built]
+            added: dict[tuple[str, str, str, str], float] = {}
+            for _, deltas in packed:
+                for key, value in deltas.items():
+                    added[key] = added.get(key, 0) + value
             try:
-                _write(self._conn, invocations, throttles)
+                _write(self._conn, batches, added, throttles)
             except BaseException:
-                pending.extendleft(reversed(invocations))
-                done.extendleft(reversed(throttles))
-                while len(pending) > self._buffer_limit:
-                    pending.pop()
-                    self.dropped += 1
+                with self._drain_lock:
+                    self._packed[:0] = packed
+                    done.extendleft(reversed(throttles))
+                    while len(self._packed) > 1 and len(self._packed) * PACK_EVERY > self._buffer_limit:
+                        self.dropped += sum(batch[4] for batch in self._packed.pop(0)[0])
                 raise
 
     def _run(self) -> None:
@@ -454,30 +488,44 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _write(conn: sqlite3.Connection, invocations: list[PendingRow], throttles: list[tuple[str, str, float]]) -> None:
-    """Insert one flush — a batch row per function (per ``ROWS_PER_BATCH``) — and its metric totals, in one transaction."""
+def _build(invocations: list[PendingRow]) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str, str, str], float]]:
+    """Batch rows (a row per function, version and minute; per ``ROWS_PER_BATCH``) and
+    what the invocations add to the metric totals."""
     # One pass groups by function, version and minute of start: a batch per group (so
     # pruning and the edges of usage windows decode little, even when a flush holds a
     # long invocation next to new ones), and the metric totals add up per group.
     groups: dict[tuple[str, str, float], list[PendingRow]] = {}
-    if invocations:
-        first = invocations[0]
-        key = (first[2], first[10], first[11] // BATCH_SPAN_S)
-        minutes = {started // BATCH_SPAN_S for started in map(_STARTED, invocations)}
-        if len(minutes) == 1 and len(set(map(_FUNCTION_VERSION, invocations))) == 1:
-            groups[key] = invocations  # the usual flush: one function, one version, one minute
-        else:
-            for row in invocations:
-                key = (row[2], row[10], row[11] // BATCH_SPAN_S)
-                group = groups.get(key)
-                if group is None:
-                    groups[key] = [row]
-                else:
-                    group.append(row)
+    first = invocations[0]
+    key = (first[2], first[10], first[11] // BATCH_SPAN_S)
+    started = list(map(_STARTED, invocations))
+    if (
+        min(started) // BATCH_SPAN_S == max(started) // BATCH_SPAN_S
+        and len(set(map(_FUNCTION, invocations))) == 1
+        and len(set(map(_VERSION, invocations))) == 1
+    ):
+        groups[key] = invocations  # the usual case: one function, one version, one minute
+    else:
+        for row in invocations:
+            key = (row[2], row[10], row[11] // BATCH_SPAN_S)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [row]
+            else:
+                group.append(row)
     batches = []
     added: dict[tuple[str, str, str, str], float] = {}
     for (function, version, _), rows in groups.items():
         batches += [summarize(function, version, chunk, added) for chunk in chunks(rows)]
+    return batches, added
+
+
+def _write(
+    conn: sqlite3.Connection,
+    batches: list[tuple[Any, ...]],
+    added: dict[tuple[str, str, str, str], float],
+    throttles: list[tuple[str, str, float]],
+) -> None:
+    """Insert batches, throttles and the metric totals they add, in one transaction."""
     for function, version, _at in throttles:
         throttled = (function, version, "throttles", "")
         added[throttled] = added.get(throttled, 0) + 1
