@@ -411,7 +411,77 @@ static PyObject *fp_conc_release(PyObject *self, PyObject *const *args, Py_ssize
     return PyBool_FromLong(released);
 }
 
+/* --- telemetry (wasmhost/telemetry/batches.py) ------------------------------------ */
+
+/* tsum(rows, bounds_ms) -> (n, failed, cold, duration_ms, billed_ms, mb_ms, fuel, max_memory,
+ *                           min_started, max_started, max_duration_ms, uniform, buckets)
+ * One pass over a list of telemetry rows (12-tuples, see batches.PendingRow) for a batch's
+ * sums and its duration histogram (buckets[i] = rows with duration <= bounds_ms[i] and
+ * above the bound before). `uniform`: every row has row 0's function and version and
+ * starts in the same minute. Raises TypeError on a malformed row (the caller then uses
+ * the Python path). */
+static PyObject *fp_tsum(PyObject *self, PyObject *args) {
+    PyObject *rows, *bounds;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &rows, &PyTuple_Type, &bounds)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows), nb = PyTuple_GET_SIZE(bounds);
+    if (n == 0 || nb == 0 || nb > 64) return PyErr_Format(PyExc_ValueError, "tsum needs rows and 1-64 bounds");
+    double bound[64];
+    long long bucket[64] = {0};
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        bound[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+        if (bound[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    long long failed = 0, cold = 0, billed = 0, mb_ms = 0, fuel = 0, max_memory = 0;
+    double duration = 0, min_started = 0, max_started = 0, max_duration = 0;
+    int uniform = 1;
+    PyObject *function = NULL, *version = NULL;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 12) return PyErr_Format(PyExc_TypeError, "not a telemetry row");
+        PyObject *f = PyTuple_GET_ITEM(row, 2), *v = PyTuple_GET_ITEM(row, 10);
+        double d = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 3));
+        long long b = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 4));
+        long long m = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 5));
+        long long fu = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 6));
+        long long mm = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 7));
+        int c = PyObject_IsTrue(PyTuple_GET_ITEM(row, 8));
+        double st = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 11));
+        if (PyErr_Occurred() || c < 0) return NULL;
+        if (r == 0) {
+            function = f;
+            version = v;
+            min_started = max_started = st;
+        } else {
+            if (uniform && ((f != function && PyUnicode_Compare(f, function) != 0) ||
+                            (v != version && PyUnicode_Compare(v, version) != 0))) {
+                if (PyErr_Occurred()) return NULL;
+                uniform = 0;
+            }
+            if (st < min_started) min_started = st;
+            if (st > max_started) max_started = st;
+        }
+        if (PyTuple_GET_ITEM(row, 0) != Py_None) failed++;
+        cold += c;
+        duration += d;
+        billed += b;
+        mb_ms += b * m;
+        fuel += fu;
+        if (mm > max_memory) max_memory = mm;
+        if (d > max_duration) max_duration = d;
+        Py_ssize_t k = 0;
+        while (k < nb - 1 && d > bound[k]) k++;
+        bucket[k]++;
+    }
+    if (uniform && (long long)(min_started / 60.0) != (long long)(max_started / 60.0)) uniform = 0;
+    PyObject *counts = PyTuple_New(nb);
+    if (!counts) return NULL;
+    for (Py_ssize_t i = 0; i < nb; i++) PyTuple_SET_ITEM(counts, i, PyLong_FromLongLong(bucket[i]));
+    return Py_BuildValue("(nLLdLLLLdddNN)", n, failed, cold, duration, billed, mb_ms, fuel, max_memory, min_started,
+                         max_started, max_duration, PyBool_FromLong(uniform), counts);
+}
+
 static PyMethodDef methods[] = {
+    {"tsum", fp_tsum, METH_VARARGS, "tsum(rows, bounds_ms) -> the sums of a telemetry batch (see the C source)."},
     {"conc_acquire", (PyCFunction)(void (*)(void))fp_conc_acquire, METH_FASTCALL,
      "conc_acquire(map, totals_at, counts_at, first, row, host_limit, reserved, generation) -> bool."},
     {"conc_release", (PyCFunction)(void (*)(void))fp_conc_release, METH_FASTCALL,

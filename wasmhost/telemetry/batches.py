@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from .._native import fastpath as _fast
 from ..errors import InvocationError
 from ..result import InvocationResult
 from .logs import invocation_lines
@@ -36,7 +37,7 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
     1, 2.5, 5, 10, 30, 60, 300, 900, math.inf,
 )  # fmt: skip
 """Upper bounds (seconds) of ``wasmhost_invocation_duration_seconds``; the last is +Inf."""
-_BUCKET_BOUNDS_MS = tuple(bound * 1000 for bound in DURATION_BUCKETS_S)
+BUCKET_BOUNDS_MS = tuple(bound * 1000 for bound in DURATION_BUCKETS_S)
 
 ROWS_PER_BATCH = 4096
 """Invocations per batch row at most (12 bits of a line id)."""
@@ -61,8 +62,7 @@ CREATE TABLE IF NOT EXISTS batches (
     mb_ms         INTEGER NOT NULL,  -- sum of billed_ms * memory_mb
     fuel_used     INTEGER NOT NULL,
     max_memory    INTEGER NOT NULL,
-    request_ids   TEXT NOT NULL,     -- space-separated, for instr() when looking one up
-    rows          BLOB NOT NULL      -- JSON list of the invocations (see PendingRow)
+    rows          BLOB NOT NULL      -- JSON list of the invocations (see PendingRow); instr() finds a request id
 );
 CREATE INDEX IF NOT EXISTS batches_by_function ON batches (function);  -- (function, id): tail, follow
 CREATE INDEX IF NOT EXISTS batches_by_end ON batches (function, last_ended);
@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS metric_totals (
 
 BATCH_COLUMNS = (
     "function", "first_started", "last_started", "last_ended", "invocations", "errors", "error_types",
-    "cold_starts", "duration_ms", "billed_ms", "mb_ms", "fuel_used", "max_memory", "request_ids", "rows",
+    "cold_starts", "duration_ms", "billed_ms", "mb_ms", "fuel_used", "max_memory", "rows",
 )  # fmt: skip
 INSERT_BATCH = f"INSERT INTO batches ({', '.join(BATCH_COLUMNS)}) VALUES ({', '.join('?' * len(BATCH_COLUMNS))})"
 ADD_TO_TOTAL = """
@@ -161,56 +161,59 @@ def summarize(
     """The column values of one batch (``BATCH_COLUMNS``) holding ``rows`` (all of ``function``
     at ``version``), and what they count in ``metric_totals``, added to ``added``.
 
-    Columns come from one C-level transpose (``zip(*rows)``); nothing loops over rows in Python.
+    The sums come from one pass in C (``_fastpath.tsum``) when it is built, else from one
+    C-level transpose (``zip(*rows)``); nothing loops over rows in Python either way.
     """
+    if _fast is not None:
+        return from_sums(function, version, rows, _fast.tsum(rows, BUCKET_BOUNDS_MS), added)
     columns = list(zip(*rows, strict=True))
-    errors, durations, started = columns[ERROR], columns[DURATION_MS], columns[STARTED]
-    billed = columns[BILLED_MS]
-    failed_count = len(rows) - errors.count(None)
-    failed = Counter(error.type for error in errors if error is not None) if failed_count else None  # type: ignore[union-attr]
-    cold = sum(columns[COLD])
-    duration_sum = math.fsum(durations)
-    last_started = max(started)
+    durations, started, billed = columns[DURATION_MS], columns[STARTED], columns[BILLED_MS]
+    ordered = sorted(durations)
+    buckets, below = [], 0
+    for bound in BUCKET_BOUNDS_MS:
+        upto = bisect.bisect_right(ordered, bound)
+        buckets.append(upto - below)
+        below = upto
+    sums = (
+        len(rows), len(rows) - columns[ERROR].count(None), sum(columns[COLD]), math.fsum(durations), sum(billed),
+        sum(map(operator.mul, billed, columns[MEMORY_MB])), sum(columns[FUEL]), max(columns[MAX_MEMORY]),
+        min(started), max(started), max(durations), True, tuple(buckets),
+    )  # fmt: skip
+    return from_sums(function, version, rows, sums, added)
+
+
+def from_sums(
+    function: str,
+    version: str,
+    rows: list[PendingRow],
+    sums: tuple[Any, ...],
+    added: dict[tuple[str, str, str, str], float],
+) -> tuple[Any, ...]:
+    """The batch's column values from its ``sums`` (``_fastpath.tsum``'s shape); its metrics into ``added``."""
+    count, failed, cold, duration_ms, billed_ms, mb_ms, fuel, max_memory, first, last, longest, _, buckets = sums
+    errors = Counter(row[0].type for row in rows if row[0] is not None) if failed else None  # type: ignore[union-attr]
 
     def add(metric: str, label: str, value: float) -> None:
         key = (function, version, metric, label)
         added[key] = added.get(key, 0) + value
 
-    add("invocations", "ok", len(rows) - failed_count)
-    if failed:
-        add("invocations", "error", failed_count)
-        for error_type, count in failed.items():
-            add("errors", error_type, count)
+    add("invocations", "ok", count - failed)
+    if errors:
+        add("invocations", "error", failed)
+        for error_type, n in errors.items():
+            add("errors", error_type, n)
     if cold:
         add("cold_starts", "", cold)
-    # Bucket counts from the sorted durations: a bisection per bound, not per invocation.
-    ordered = sorted(durations)
-    below = 0
-    for bound, label in zip(_BUCKET_BOUNDS_MS, BUCKET_LABELS, strict=True):
-        upto = bisect.bisect_right(ordered, bound)
-        if upto > below:
-            add("duration_bucket", label, upto - below)
-            below = upto
-        if below == len(ordered):
-            break
-    add("duration_sum", "", duration_sum / 1000)
+    for label, n in zip(BUCKET_LABELS, buckets, strict=True):
+        if n:
+            add("duration_bucket", label, n)
+    add("duration_sum", "", duration_ms / 1000)
     return (
-        function,
-        min(started),
-        last_started,
-        last_started + max(durations) / 1000,
-        len(rows),
-        failed_count,
-        orjson.dumps(failed).decode() if failed else "{}",
-        cold,
-        duration_sum,
-        sum(billed),
-        sum(map(operator.mul, billed, columns[MEMORY_MB])),
-        sum(columns[FUEL]),
-        max(columns[MAX_MEMORY]),
-        " ".join(columns[REQUEST_ID]),
+        function, first, last, last + longest / 1000, count, failed,
+        orjson.dumps(errors).decode() if errors else "{}",
+        cold, duration_ms, billed_ms, mb_ms, fuel, max_memory,
         encode_rows(rows),
-    )
+    )  # fmt: skip
 
 
 def unpack_rows(blob: bytes) -> list[list[Any]]:

@@ -26,20 +26,24 @@ from typing import Any
 
 import orjson
 
+from .._native import fastpath as _fast
 from ..errors import InvalidConfig, InvalidRequest
 from ..result import InvocationResult
 from .batches import (
     ADD_TO_TOTAL,
     BATCH_SHIFT,
+    BUCKET_BOUNDS_MS,
     BUCKET_LABELS,
     DURATION_BUCKETS_S,
     INSERT_BATCH,
     ROW_SHIFT,
+    ROWS_PER_BATCH,
     SCHEMA,
     STARTED,
     FunctionTotals,
     PendingRow,
     chunks,
+    from_sums,
     render_lines,
     summarize,
     unpack_rows,
@@ -302,8 +306,8 @@ class TelemetryStore:
             clauses.append("last_ended >= ?")
             params.append(since)
         if request_id is not None:
-            clauses.append("instr(request_ids, ?) > 0")
-            params.append(request_id)
+            clauses.append("instr(rows, ?) > 0")  # the id's bytes in the JSON; rows are then checked exactly
+            params.append(orjson.dumps(request_id)[1:-1])  # as the JSON spells it
         if after_id is not None:
             clauses.append("id >= ?")
             params.append(after_id >> BATCH_SHIFT)
@@ -494,8 +498,13 @@ def _build(invocations: list[PendingRow]) -> tuple[list[tuple[Any, ...]], dict[t
     # One pass groups by function, version and minute of start: a batch per group (so
     # pruning and the edges of usage windows decode little, even when a flush holds a
     # long invocation next to new ones), and the metric totals add up per group.
-    groups: dict[tuple[str, str, float], list[PendingRow]] = {}
     first = invocations[0]
+    if _fast is not None and len(invocations) <= ROWS_PER_BATCH:
+        sums = _fast.tsum(invocations, BUCKET_BOUNDS_MS)
+        if sums[11]:  # the usual case: one function, one version, one minute
+            added: dict[tuple[str, str, str, str], float] = {}
+            return [from_sums(first[2], first[10], invocations, sums, added)], added
+    groups: dict[tuple[str, str, float], list[PendingRow]] = {}
     key = (first[2], first[10], first[11] // BATCH_SPAN_S)
     started = list(map(_STARTED, invocations))
     if (
@@ -503,7 +512,7 @@ def _build(invocations: list[PendingRow]) -> tuple[list[tuple[Any, ...]], dict[t
         and len(set(map(_FUNCTION, invocations))) == 1
         and len(set(map(_VERSION, invocations))) == 1
     ):
-        groups[key] = invocations  # the usual case: one function, one version, one minute
+        groups[key] = invocations
     else:
         for row in invocations:
             key = (row[2], row[10], row[11] // BATCH_SPAN_S)
@@ -513,7 +522,7 @@ def _build(invocations: list[PendingRow]) -> tuple[list[tuple[Any, ...]], dict[t
             else:
                 group.append(row)
     batches = []
-    added: dict[tuple[str, str, str, str], float] = {}
+    added = {}
     for (function, version, _), rows in groups.items():
         batches += [summarize(function, version, chunk, added) for chunk in chunks(rows)]
     return batches, added
