@@ -62,6 +62,20 @@ def wait_for(probe: Callable[[], T], timeout_s: float = 5.0) -> T:
     return value
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def summing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the batch sums from C (``_fastpath.tsum``) and from Python."""
+    import wasmhost.telemetry.batches
+    import wasmhost.telemetry.store
+
+    if request.param == "python":
+        monkeypatch.setattr(wasmhost.telemetry.batches, "_fast", None)
+        monkeypatch.setattr(wasmhost.telemetry.store, "_fast", None)
+    elif wasmhost.telemetry.batches._fast is None:
+        pytest.skip("the C fast path is not built here")
+    return str(request.param)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[TelemetryStore]:
     with TelemetryStore(tmp_path / "telemetry.db") as s:
