@@ -396,3 +396,23 @@ def test_messages_are_stored_whatever_their_characters(store: TelemetryStore) ->
     store.record(make_result("odd", logs=logs), version="$LATEST", started_at=1000.0)
     messages = [line["message"] for line in store.logs("fn")]
     assert messages[1] == 'quote " backslash \\ tab \t emoji \U0001f600 lone surrogate ? end'
+
+
+def test_a_database_of_an_earlier_layout_is_opened_and_written(tmp_path: Path) -> None:
+    """The batches table once had a request_ids column; opening such a file drops it and writes on."""
+    import sqlite3
+
+    path = tmp_path / "telemetry.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, function TEXT NOT NULL, first_started REAL NOT "
+        "NULL, last_started REAL NOT NULL, last_ended REAL NOT NULL, invocations INTEGER NOT NULL, errors INTEGER NOT "
+        "NULL, error_types TEXT NOT NULL, cold_starts INTEGER NOT NULL, duration_ms REAL NOT NULL, billed_ms INTEGER "
+        "NOT NULL, mb_ms INTEGER NOT NULL, fuel_used INTEGER NOT NULL, max_memory INTEGER NOT NULL, request_ids TEXT "
+        "NOT NULL, rows BLOB NOT NULL)"
+    )
+    old.close()
+    with TelemetryStore(path) as store:
+        store.record(make_result("after-upgrade"), version="$LATEST", started_at=1000.0)
+        assert store.usage("fn")["invocations"] == 1
+        assert {line["request_id"] for line in store.logs("fn", request_id="after-upgrade")} == {"after-upgrade"}

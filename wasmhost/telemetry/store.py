@@ -56,6 +56,8 @@ __all__ = ["DURATION_BUCKETS_S", "FunctionTotals", "TelemetryStore"]
 _STARTED = operator.itemgetter(11)
 _FUNCTION = operator.itemgetter(2)
 _VERSION = operator.itemgetter(10)
+#: Columns of earlier layouts, dropped when a database is opened (their data is elsewhere).
+OBSOLETE_COLUMNS = (("batches", "request_ids"),)
 PACK_EVERY = 256
 """Buffered invocations the invoke path packs into a batch at once (see ``pack``)."""
 PRUNE_EVERY_S = 60.0
@@ -137,6 +139,8 @@ class TelemetryStore:
         self._thread.join()
         try:
             self.flush()
+        except sqlite3.Error:  # a host shutting down must not fail on its logs
+            logger.exception("could not write the last telemetry to %s; %d records lost", self.path, self.dropped)
         finally:
             with self._db_lock:
                 if self._conn is not None:
@@ -489,6 +493,12 @@ def _connect(path: Path) -> sqlite3.Connection:
             time.sleep(0.05)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    for table, column in OBSOLETE_COLUMNS:  # an earlier layout: drop what is no longer written
+        if column in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            try:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+            except sqlite3.OperationalError:  # another process dropped it first
+                pass
     return conn
 
 
