@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
+CREATE TABLE IF NOT EXISTS once_keys (         -- put_once: keys of events enqueued exactly once
+    key TEXT PRIMARY KEY,
+    at  REAL NOT NULL
+);
 """
 
 
@@ -289,6 +293,46 @@ class EventQueue:
                 return False
             self._conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
             return True
+
+    def add_dead_letter(
+        self,
+        queue: str,
+        *,
+        request_id: str,
+        function: str,
+        qualifier: str | None,
+        event_bytes: bytes,
+        record: dict[str, Any],
+        attempts: int,
+        now: float | None = None,
+    ) -> int:
+        """Put a dead letter that never was a queued event (an event source mapping's
+        message out of retries). A redrive queues ``event_bytes`` for ``function``."""
+        now = time.time() if now is None else now
+        with self._durable_lock, _immediate(self._durable):
+            cursor = self._durable.execute(
+                """INSERT INTO dead_letters
+                     (queue, request_id, function, qualifier, event, record, attempts, enqueued_at, failed_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (queue, request_id, function, qualifier, event_bytes, _pack(record), attempts, now, now),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def put_once(self, key: str, event: NewEvent, *, now: float | None = None) -> bool:
+        """Enqueue ``event`` unless an event was already enqueued under ``key``; in one
+        fsynced transaction, so that of several processes (or a retry after a crash)
+        exactly one enqueues. True if this call enqueued it. Keys are kept."""
+        now = time.time() if now is None else now
+        with self._durable_lock, _immediate(self._durable):
+            cursor = self._durable.execute("INSERT OR IGNORE INTO once_keys (key, at) VALUES (?, ?)", (key, now))
+            if cursor.rowcount == 0:
+                return False
+            _insert(self._durable, event, now)
+            return True
+
+    def forget_once_keys(self, prefix: str, before: float) -> int:
+        """Drop ``put_once`` keys starting with ``prefix`` recorded before ``before``."""
+        return self._write("DELETE FROM once_keys WHERE key >= ? AND key < ? AND at < ?", (prefix, prefix + "\uffff", before))
 
     def lease_owners(self) -> set[str]:
         """Owners holding a lease now (to find the ones that died)."""

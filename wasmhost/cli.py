@@ -121,19 +121,25 @@ def _changes(env: tuple[str, ...], secrets: tuple[str, ...], **values: Any) -> d
 def deploy(target: Target, name: str, path: Path, **options: Any) -> None:
     """Deploy PATH as function NAME: a .wasm or .wat, or source (a folder or a file) to build first."""
     try:
+        triggers = None
         if path.is_dir() or path.suffix not in (".wasm", ".wat"):
             from .build import build
 
             built = build(path, progress=_progress)
             config = built.project.config(_changes(**options))
             path = built.path
+            triggers = built.project.triggers
         else:
             config = FunctionConfig.from_dict(_changes(**options))
         code = path.read_bytes()
         if target.url:
             record = target.client.deploy(name, code, config)
+            if triggers is not None:
+                record["triggers"] = target.client.sync_triggers(name, triggers)
         else:
             record = target.host.deploy(name, code, config).to_dict()
+            if triggers is not None:
+                record["triggers"] = [t.to_dict() for t in target.host.sync_triggers(name, triggers)]
     except WasmhostError as error:
         _fail(error)
     click.echo(_dump(record))
@@ -277,12 +283,23 @@ def list_functions(target: Target) -> None:
     if not records:
         click.echo("no functions deployed", err=True)
         return
-    click.echo(f"{'NAME':24} {'MEMORY':>7} {'TIMEOUT':>8} {'SIZE':>9} {'REV':>4}  DIGEST")
+    try:
+        triggers = target.client.triggers() if target.url else [t.to_dict() for t in target.host.triggers()]
+    except WasmhostError as error:
+        _fail(error)
+    by_function: dict[str, list[str]] = {}
+    for trigger in triggers:
+        by_function.setdefault(trigger["function"], []).append(trigger["type"])
+    click.echo(f"{'NAME':24} {'MEMORY':>7} {'TIMEOUT':>8} {'SIZE':>9} {'REV':>4}  {'DIGEST':12}  TRIGGERS")
     for r in records:
         c = r["config"]
+        kinds = by_function.get(r["name"], [])
+        summary = ", ".join(
+            f"{kind}" + (f" x{kinds.count(kind)}" if kinds.count(kind) > 1 else "") for kind in dict.fromkeys(kinds)
+        )
         click.echo(
             f"{r['name']:24} {c['memory_mb']:>5}MB {c['timeout_ms']:>6}ms {r['size_bytes']:>9} "
-            f"{r['revision']:>4}  {r['digest'][:12]}"
+            f"{r['revision']:>4}  {r['digest'][:12]}  {summary or '-'}"
         )
 
 
@@ -386,7 +403,10 @@ def _deploy_dir(target: Target, folder: Path) -> None:
             click.echo(f"skipped {path}: {error.type}: {error.message}", err=True)
 
 
-from . import cli_ops  # noqa: E402,F401 - registers the versions, aliases, logs, usage and dead-letter commands
+from . import (
+    cli_ops,  # noqa: E402,F401 - registers the versions, aliases, logs, usage and dead-letter commands
+    cli_triggers,  # noqa: E402,F401 - registers the trigger commands
+)
 
 if __name__ == "__main__":
     main()

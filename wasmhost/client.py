@@ -146,3 +146,19 @@ class Client:
     def redrive(self, queue: str, ids: builtins.list[int] | None = None) -> int:
         body = orjson.dumps({"ids": ids} if ids is not None else {})
         return self._check(self.http.post(f"/dead-letters/{queue}/redrive", content=body)).json()["redriven"]  # type: ignore[no-any-return]
+
+    # --- triggers -------------------------------------------------------------
+
+    def add_trigger(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self.http.post(f"/functions/{name}/triggers", json=spec)).json()  # type: ignore[no-any-return]
+
+    def triggers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        path = f"/functions/{name}/triggers" if name else "/triggers"
+        return self._check(self.http.get(path)).json()["triggers"]  # type: ignore[no-any-return]
+
+    def delete_trigger(self, name: str, trigger_id: str) -> None:
+        self._check(self.http.delete(f"/functions/{name}/triggers/{trigger_id}"))
+
+    def sync_triggers(self, name: str, specs: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
+        response = self.http.put(f"/functions/{name}/triggers", json={"triggers": specs})
+        return self._check(response).json()["triggers"]  # type: ignore[no-any-return]

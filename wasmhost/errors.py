@@ -174,6 +174,13 @@ class FunctionError(InvocationError):
         self.error_type = error_type
 
 
+class TriggerNotFound(WasmhostError):
+    """No trigger with that id is attached to the function."""
+
+    type = "TriggerNotFound"
+    status = 404
+
+
 __all__ = [
     "FuelExhausted",
     "FunctionError",
@@ -189,6 +196,7 @@ __all__ = [
     "Throttled",
     "Timeout",
     "Trap",
+    "TriggerNotFound",
     "Unauthorized",
     "WasmhostError",
 ]

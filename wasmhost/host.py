@@ -48,6 +48,7 @@ from .errors import (
     Timeout,
 )
 from .host_operations import OperationsMixin
+from .host_triggers import TriggersMixin
 from .host_versions import VersionsMixin
 from .registry import LATEST, BlobStore, FunctionRecord, SqliteRegistry
 from .result import InvocationResult
@@ -97,7 +98,7 @@ class _Ready:
     accepts_json: bool = False
 
 
-class Host(VersionsMixin, OperationsMixin):
+class Host(VersionsMixin, OperationsMixin, TriggersMixin):
     """A function host on one data directory. Thread-safe; use as a context manager.
 
     >>> host = Host(data_dir="./.wasmhost")
@@ -150,6 +151,7 @@ class Host(VersionsMixin, OperationsMixin):
         for runtime in self._runtimes.values():
             runtime.engine.close()
         self.telemetry.close()
+        self.close_trigger_stores()
         self.events.close()
         self.gate.close()
         self.registry.close()
@@ -282,8 +284,9 @@ class Host(VersionsMixin, OperationsMixin):
         return record
 
     def delete(self, name: str) -> None:
-        """Remove ``name`` with its versions and aliases. Raises ``FunctionNotFound``."""
+        """Remove ``name`` with its versions, aliases and triggers. Raises ``FunctionNotFound``."""
         self.registry.delete(name)
+        self.trigger_store.delete_function(name)
         for key in [k for k in self._ready if k == name or k.startswith(name + ":")]:
             self._ready.pop(key, None)
 

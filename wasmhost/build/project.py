@@ -48,6 +48,8 @@ class Project:
     lang: str | None = None
     handler: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: ``[[triggers]]`` tables: attached by ``wasmhost deploy`` (and kept in step on every deploy).
+    triggers: list[dict[str, Any]] | None = None
 
     @classmethod
     def load(cls, root: Path) -> Project:
@@ -59,7 +61,7 @@ class Project:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise InvalidConfig(f"{path}: {exc}") from None
-        unknown = sorted(set(data) - {"name", "lang", "handler", *SETTINGS})
+        unknown = sorted(set(data) - {"name", "lang", "handler", "triggers", *SETTINGS})
         if unknown:
             hint = " (secrets do not belong in a file: use --secret or the API)" if "secrets" in unknown else ""
             raise InvalidConfig(f"{path}: unknown key(s) {', '.join(unknown)}{hint}")
@@ -68,7 +70,18 @@ class Project:
             raise InvalidConfig(f"{path}: lang must be one of {', '.join(LANGS)}, got {lang!r}")
         settings = {k: data[k] for k in SETTINGS if k in data}
         FunctionConfig.from_dict(settings)  # validate now, naming the field
-        return cls(root, data.get("name"), lang, data.get("handler"), settings)
+        triggers = data.get("triggers")
+        if triggers is not None:
+            if not isinstance(triggers, list) or not all(isinstance(t, dict) for t in triggers):
+                raise InvalidConfig(f"{path}: triggers must be an array of tables ([[triggers]] with a type)")
+            from ..triggers import validate
+
+            for number, spec in enumerate(triggers, 1):
+                try:
+                    validate(spec)
+                except InvalidConfig as error:
+                    raise InvalidConfig(f"{path}: trigger {number}: {error.message}") from None
+        return cls(root, data.get("name"), lang, data.get("handler"), settings, triggers)
 
     def config(self, overrides: dict[str, Any] | None = None) -> FunctionConfig:
         """The function config: ``wasmhost.toml``'s settings, then ``overrides``."""

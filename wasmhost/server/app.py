@@ -18,9 +18,12 @@ from starlette.responses import Response
 from ..config import HostConfig
 from ..errors import WasmhostError
 from ..host import Host
+from ..triggers.http_routes import HttpRoutes
+from . import buckets, queues
 from .invoke import InvokeEndpoint, Receive, Send
 from .management import Management, error_response, json_response
 from .operations import Operations
+from .triggers import Triggers
 from .versions import Versions
 
 INVOKE_PREFIX = "/invoke/"
@@ -32,15 +35,19 @@ class WasmhostApp:
     def __init__(self, host: Host, admin_token: str | None = None, owns_host: bool = False) -> None:
         self.host = host
         self.invoke = InvokeEndpoint(host)
+        #: Functions mounted on HTTP routes (``http`` triggers): every path outside the host's own.
+        self.http_routes = HttpRoutes(host)
         management = Management(host, admin_token)
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             host.warm_up()
             host.start_async_worker()
+            host.start_triggers()
             try:
                 yield
             finally:
+                await host.stop_triggers()
                 await host.stop_async_worker()
                 if owns_host:
                     host.close()
@@ -58,6 +65,9 @@ class WasmhostApp:
             *management.routes(),
             *Versions(host).routes(management.guard),
             *Operations(host).routes(management.guard),
+            *Triggers(host).routes(management.guard),
+            *buckets.routes(host, management.guard),
+            *queues.routes(host, management.guard),
         ]
         self.starlette = Starlette(
             routes=routes,
@@ -73,6 +83,9 @@ class WasmhostApp:
                 if name and "/" not in name:
                     await self.invoke(scope, receive, send, name)
                     return
+            elif self.http_routes.handles(path):
+                await self.http_routes(scope, receive, send)
+                return
         await self.starlette(scope, receive, send)
 
 
