@@ -403,10 +403,8 @@ def _deploy_dir(target: Target, folder: Path) -> None:
             click.echo(f"skipped {path}: {error.type}: {error.message}", err=True)
 
 
-from . import (
-    cli_ops,  # noqa: E402,F401 - registers the versions, aliases, logs, usage and dead-letter commands
-    cli_triggers,  # noqa: E402,F401 - registers the trigger commands
-)
+# Register the other commands (versions, aliases, logs, usage, dead letters; triggers).
+from . import cli_ops, cli_triggers  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
