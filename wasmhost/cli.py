@@ -403,8 +403,8 @@ def _deploy_dir(target: Target, folder: Path) -> None:
             click.echo(f"skipped {path}: {error.type}: {error.message}", err=True)
 
 
-# Register the other commands (versions, aliases, logs, usage, dead letters; triggers).
-from . import cli_ops, cli_triggers  # noqa: E402,F401
+# Register the other commands (versions, aliases, logs, usage, dead letters; triggers, buckets, queues).
+from . import cli_buckets, cli_ops, cli_queues, cli_triggers  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

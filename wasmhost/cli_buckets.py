@@ -1,0 +1,1 @@
+"""``wasmhost bucket`` commands (placeholder: filled in by the bucket work)."""

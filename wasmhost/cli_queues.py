@@ -1,0 +1,1 @@
+"""``wasmhost queue`` commands (placeholder: filled in by the queue work)."""
