@@ -286,7 +286,7 @@ class Host(VersionsMixin, OperationsMixin, TriggersMixin):
     def delete(self, name: str) -> None:
         """Remove ``name`` with its versions, aliases and triggers. Raises ``FunctionNotFound``."""
         self.registry.delete(name)
-        self.trigger_store.delete_function(name)
+        self.delete_function_triggers(name)
         for key in [k for k in self._ready if k == name or k.startswith(name + ":")]:
             self._ready.pop(key, None)
 

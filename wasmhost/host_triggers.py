@@ -9,14 +9,17 @@ A mixin of :class:`~wasmhost.host.Host`.
 from __future__ import annotations
 
 import builtins
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import HostConfig
 from .errors import ResourceConflict, TriggerNotFound
 from .registry import SqliteRegistry
-from .triggers import Trigger, TriggerContext, TriggerStore, validate
+from .triggers import Trigger, TriggerContext, TriggerStore, trigger_type, validate
 from .triggers.supervisor import TriggerSupervisor
+
+log = logging.getLogger("wasmhost.triggers")
 
 if TYPE_CHECKING:
     from .buckets import BucketStore
@@ -90,10 +93,24 @@ class TriggersMixin:
         return trigger
 
     def delete_trigger(self, function: str, trigger_id: str) -> None:
-        self.get_trigger(function, trigger_id)
+        trigger = self.get_trigger(function, trigger_id)
         self.trigger_store.delete(trigger_id)
+        self._removed([trigger])
+
+    def delete_function_triggers(self, function: str) -> None:
+        """Remove every trigger of ``function`` (called when the function is deleted)."""
+        triggers = self.trigger_store.list(function)
+        self.trigger_store.delete_function(function)
+        self._removed(triggers)
+
+    def _removed(self, triggers: builtins.list[Trigger]) -> None:
         if self.trigger_supervisor is not None:
             self.trigger_supervisor.wake()
+        for trigger in triggers:
+            try:
+                trigger_type(trigger.type).removed(trigger, self)
+            except Exception as error:  # cleanup outside the host is best effort; the trigger is gone
+                log.warning("trigger %s (%s): cleanup failed: %s", trigger.id, trigger.type, error)
 
     def sync_triggers(self, function: str, specs: builtins.list[dict[str, Any]]) -> builtins.list[Trigger]:
         """Make ``function``'s ``origin="toml"`` triggers exactly ``specs`` (a project's
@@ -111,9 +128,10 @@ class TriggersMixin:
             if same is not None:
                 keep.add(same.id)
                 result.append(same)
-        for trigger in current:
-            if trigger.id not in keep:
-                self.trigger_store.delete(trigger.id)
+        dropped = [trigger for trigger in current if trigger.id not in keep]
+        for trigger in dropped:
+            self.trigger_store.delete(trigger.id)
+        self._removed(dropped)
         for kind, config in wanted:
             if any(t.type == kind.name and t.config == config for t in result):
                 continue

@@ -50,6 +50,11 @@ class TriggerType:
     def runner(self, trigger: Trigger, ctx: TriggerContext) -> Runner | None:
         return None
 
+    def removed(self, trigger: Trigger, host: Any) -> None:
+        """Called (in the process that removes it) after ``trigger`` was deleted, or its
+        function was: undo what the type set up outside the host (database triggers...).
+        Must not raise for a resource that is already gone or unreachable (log instead)."""
+
     def describe(self, config: dict[str, Any]) -> str:
         """One short line for ``wasmhost list`` and ``wasmhost trigger list``."""
         return self.name
