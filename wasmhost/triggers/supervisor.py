@@ -32,8 +32,9 @@ BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
 class _Running:
-    def __init__(self, trigger: Trigger, lock: IO[bytes], task: asyncio.Task[None]) -> None:
+    def __init__(self, trigger: Trigger, runner: Runner, lock: IO[bytes], task: asyncio.Task[None]) -> None:
         self.trigger = trigger
+        self.runner = runner
         self.lock = lock
         self.task = task
 
@@ -71,6 +72,11 @@ class TriggerSupervisor:
         """Ids of the triggers this process runs now."""
         return sorted(self._running)
 
+    def runner(self, trigger_id: str) -> Runner | None:
+        """The runner of ``trigger_id`` if this process runs it (for its live counters)."""
+        running = self._running.get(trigger_id)
+        return running.runner if running else None
+
     async def _loop(self) -> None:
         while True:
             try:
@@ -103,7 +109,7 @@ class TriggerSupervisor:
             if lock is None:
                 continue  # another process runs it
             task = asyncio.get_running_loop().create_task(self._run(runner), name=f"trigger-{trigger.id}")
-            self._running[trigger.id] = _Running(trigger, lock, task)
+            self._running[trigger.id] = _Running(trigger, runner, lock, task)
 
     def _try_lock(self, trigger_id: str) -> IO[bytes] | None:
         path = self.locks / f"{trigger_id}.lock"
