@@ -500,6 +500,25 @@ def _operations(result: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _triggers(result: dict[str, Any]) -> list[str]:
+    out = [
+        "**Event source mappings.** Messages per second delivered to the C echo by each kind of mapping "
+        "(`maximum_batching_window_ms` 0), N messages written while the mapping was stopped, then the mapping "
+        "started; from the first acknowledged message to the last (median of the repetitions, min–max).",
+        "",
+        "| source | messages | batch size 1 (msgs/s) | batch size 10 (msgs/s) | 10 / 1 |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, figures in result["rates"].items():
+        if "skipped" in figures or "error" in figures:
+            out.append(f"| {kind} | – | {figures.get('skipped') or figures.get('error')} | | |")
+            continue
+        one, ten = figures["batch_1"], figures["batch_10"]
+        ratio = f"{ten['median'] / one['median']:.1f}×" if one["median"] else "–"
+        out.append(f"| {kind} | {figures['messages']:,} | {fmt(one, digits=0)} | {fmt(ten, digits=0)} | {ratio} |")
+    return [*out, ""]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "cold_invoke": _cold_invoke,
     "deploy": _deploy,
@@ -508,6 +527,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "limits": _limits,
     "scale": _scale,
     "operations": _operations,
+    "triggers": _triggers,
 }
 
 __all__ = ["LANGUAGES", "Target", "fmt", "render", "targets"]

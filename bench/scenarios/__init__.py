@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import cold_invoke, deploy, http, limits, operations, peers, scale
+from . import cold_invoke, deploy, http, limits, operations, peers, scale, triggers
 
 SCENARIOS: dict[str, ModuleType] = {
     "cold_invoke": cold_invoke,
@@ -18,6 +18,7 @@ SCENARIOS: dict[str, ModuleType] = {
     "limits": limits,
     "scale": scale,
     "operations": operations,
+    "triggers": triggers,
 }
 
 __all__ = ["SCENARIOS"]
