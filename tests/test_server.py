@@ -225,9 +225,11 @@ def test_bad_config_patch_is_400(client):
 
 
 def test_unknown_route_is_404_in_the_error_shape(client):
-    response = client.get("/nothing/here")
+    # Under the host's own paths; any other path is the functions' (http triggers: API Gateway's 404).
+    response = client.get("/functions/nothing/here")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "NotFound"
+    assert client.get("/nothing/here").json() == {"message": "Not Found"}
 
 
 def test_health(client):
