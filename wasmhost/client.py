@@ -162,3 +162,121 @@ class Client:
     def sync_triggers(self, name: str, specs: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         response = self.http.put(f"/functions/{name}/triggers", json={"triggers": specs})
         return self._check(response).json()["triggers"]  # type: ignore[no-any-return]
+
+    # --- buckets ----------------------------------------------------------------
+
+    def _object_path(self, bucket: str, key: str) -> str:
+        from urllib.parse import quote
+
+        return f"/buckets/{bucket}/{quote(key, safe='')}"  # '/' escaped too: no dot segment is ever resolved
+
+    def create_bucket(self, bucket: str) -> dict[str, Any]:
+        return self._check(self.http.put(f"/buckets/{bucket}")).json()  # type: ignore[no-any-return]
+
+    def buckets(self) -> builtins.list[dict[str, Any]]:
+        return self._check(self.http.get("/buckets")).json()["buckets"]  # type: ignore[no-any-return]
+
+    def delete_bucket(self, bucket: str) -> None:
+        self._check(self.http.delete(f"/buckets/{bucket}"))
+
+    def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", max_keys: int | None = None
+    ) -> dict[str, Any]:
+        """One page: ``objects``, ``is_truncated``, ``next_start_after`` (pass it as ``start_after``)."""
+        query: dict[str, Any] = {"prefix": prefix, "start_after": start_after}
+        if max_keys is not None:
+            query["max_keys"] = max_keys
+        return self._check(self.http.get(f"/buckets/{bucket}", params=query)).json()  # type: ignore[no-any-return]
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes | Any,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Write an object; ``body`` is bytes or a binary file (streamed)."""
+        headers = {f"x-amz-meta-{name}": value for name, value in (metadata or {}).items()}
+        if content_type:
+            headers["content-type"] = content_type
+        if hasattr(body, "read") and not (hasattr(body, "seekable") and body.seekable()):
+            source = body  # a pipe: its length is unknown, so it goes chunked
+
+            def chunks() -> Iterator[bytes]:
+                while chunk := source.read(1024 * 1024):
+                    yield chunk
+
+            body = chunks()
+        response = self.http.put(self._object_path(bucket, key), content=body, headers=headers)
+        return self._check(response).json()  # type: ignore[no-any-return]
+
+    def head_object(self, bucket: str, key: str) -> dict[str, str]:
+        """The object's headers (``content-type``, ``content-length``, ``etag``, ``last-modified``, ``x-amz-meta-*``)."""
+        response = self.http.head(self._object_path(bucket, key))
+        if response.status_code >= 400:
+            kind = response.headers.get("x-wasmhost-error-type", "HTTPError")
+            raise RemoteError(response.status_code, {"error": {"type": kind, "message": f"{kind}: {bucket}/{key}"}})
+        return dict(response.headers)
+
+    def get_object(self, bucket: str, key: str, out: Any = None) -> tuple[dict[str, str], bytes | None]:
+        """(headers, bytes); with ``out`` (a binary file) the bytes are streamed into it and None is returned."""
+        with self.http.stream("GET", self._object_path(bucket, key)) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+            if out is None:
+                return dict(response.headers), response.read()
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+            return dict(response.headers), None
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self._check(self.http.delete(self._object_path(bucket, key)))
+
+    # --- queues -----------------------------------------------------------------
+
+    def create_queue(self, name: str, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create queue ``name`` (the same attributes again answers the queue; others: 409)."""
+        return self._check(self.http.post(f"/queues/{name}", json=attributes or {})).json()  # type: ignore[no-any-return]
+
+    def queues(self, prefix: str = "") -> builtins.list[dict[str, Any]]:
+        params = {"prefix": prefix} if prefix else None
+        return self._check(self.http.get("/queues", params=params)).json()["queues"]  # type: ignore[no-any-return]
+
+    def queue_attributes(self, name: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/queues/{name}")).json()  # type: ignore[no-any-return]
+
+    def delete_queue(self, name: str) -> None:
+        self._check(self.http.delete(f"/queues/{name}"))
+
+    def send_message(
+        self, name: str, body: str, message_attributes: dict[str, Any] | None = None, delay_s: float | None = None
+    ) -> dict[str, Any]:
+        """``{"message_id", "md5_of_body"}`` of the message sent."""
+        message = {"body": body, "message_attributes": message_attributes, "delay_s": delay_s}
+        return self._check(self.http.post(f"/queues/{name}/messages", json=message)).json()  # type: ignore[no-any-return]
+
+    def send_messages(self, name: str, messages: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
+        """Send up to 10 ``{"body", "message_attributes", "delay_s"}`` in one batch."""
+        response = self.http.post(f"/queues/{name}/messages", json={"messages": messages})
+        return self._check(response).json()["messages"]  # type: ignore[no-any-return]
+
+    def receive_messages(
+        self, name: str, max_messages: int = 1, wait_time_s: float = 0, visibility_timeout_s: float | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        options: dict[str, Any] = {"max_messages": max_messages, "wait_time_s": wait_time_s}
+        if visibility_timeout_s is not None:
+            options["visibility_timeout_s"] = visibility_timeout_s
+        response = self.http.post(f"/queues/{name}/receive", json=options)
+        return self._check(response).json()["messages"]  # type: ignore[no-any-return]
+
+    def delete_message(self, name: str, receipt_handle: str) -> None:
+        self._check(self.http.delete(f"/queues/{name}/messages/{receipt_handle}"))
+
+    def change_visibility(self, name: str, receipt_handle: str, visibility_timeout_s: float) -> None:
+        body = {"receipt_handle": receipt_handle, "visibility_timeout_s": visibility_timeout_s}
+        self._check(self.http.post(f"/queues/{name}/visibility", json=body))
+
+    def purge_queue(self, name: str) -> int:
+        return self._check(self.http.post(f"/queues/{name}/purge")).json()["purged"]  # type: ignore[no-any-return]

@@ -181,18 +181,104 @@ class TriggerNotFound(WasmhostError):
     status = 404
 
 
+# --- the bucket store ----------------------------------------------------
+
+
+class InvalidBucketName(InvalidRequest):
+    """A bucket name breaks S3's rules (3-63 characters: lower-case letters, digits, dots, hyphens)."""
+
+    type = "InvalidBucketName"
+
+
+class InvalidObjectKey(InvalidRequest):
+    """An object key is empty, over 1024 bytes of UTF-8, not UTF-8, or holds a NUL character."""
+
+    type = "InvalidObjectKey"
+
+
+class NoSuchBucket(WasmhostError):
+    """No bucket of that name exists in the bucket store."""
+
+    type = "NoSuchBucket"
+    status = 404
+
+
+class NoSuchKey(WasmhostError):
+    """The bucket has no object under that key."""
+
+    type = "NoSuchKey"
+    status = 404
+
+
+class BucketAlreadyExists(ResourceConflict):
+    """A bucket of that name exists already."""
+
+    type = "BucketAlreadyExists"
+
+
+class BucketNotEmpty(ResourceConflict):
+    """A bucket that still holds objects cannot be deleted."""
+
+    type = "BucketNotEmpty"
+
+
+class EntityTooLarge(PayloadTooLarge):
+    """An object is over the bucket store's size limit (``max_object_bytes``)."""
+
+    type = "EntityTooLarge"
+
+
+# --- the queue store -----------------------------------------------------
+
+
+class QueueDoesNotExist(WasmhostError):
+    """No embedded queue has that name."""
+
+    type = "QueueDoesNotExist"
+    status = 404
+
+
+class QueueAlreadyExists(ResourceConflict):
+    """A queue of that name exists with other attributes (creating it again with the same ones is fine)."""
+
+    type = "QueueAlreadyExists"
+
+
+class ReceiptHandleIsInvalid(InvalidRequest):
+    """A receipt handle is malformed, or stale: its message was received again since, or is gone."""
+
+    type = "ReceiptHandleIsInvalid"
+
+
+class MessageTooLarge(PayloadTooLarge):
+    """A message (body and attributes) is over its queue's ``max_message_bytes``."""
+
+    type = "MessageTooLarge"
+
+
 __all__ = [
+    "BucketAlreadyExists",
+    "BucketNotEmpty",
+    "EntityTooLarge",
     "FuelExhausted",
     "FunctionError",
     "FunctionNotFound",
+    "InvalidBucketName",
     "InvalidConfig",
     "InvalidModule",
     "InvalidName",
+    "InvalidObjectKey",
     "InvalidRequest",
     "InvalidResponse",
     "InvocationError",
+    "MessageTooLarge",
+    "NoSuchBucket",
+    "NoSuchKey",
     "OutOfMemory",
     "PayloadTooLarge",
+    "QueueAlreadyExists",
+    "QueueDoesNotExist",
+    "ReceiptHandleIsInvalid",
     "Throttled",
     "Timeout",
     "Trap",
