@@ -252,12 +252,13 @@ class MappingRunner(Runner):
         assert self.on_failure is not None
         kind, _, target = self.on_failure.partition(":")
         for message in messages:
-            record = {
+            attempts = max(message.failures, message.receive_count)
+            record: dict[str, Any] = {
                 "version": "1.0",
                 "timestamp": _iso_now(),
                 "requestContext": {
                     "condition": "RetryAttemptsExhausted",
-                    "approximateInvokeCount": max(message.failures, message.receive_count),
+                    "approximateInvokeCount": attempts,
                     "functionArn": f"arn:wasmhost:lambda:local:function:{self.trigger.function}",
                     "triggerId": self.trigger.id,
                 },
@@ -276,7 +277,7 @@ class MappingRunner(Runner):
                     qualifier=self.trigger.qualifier,
                     event_bytes=event,
                     record=record,
-                    attempts=record["requestContext"]["approximateInvokeCount"],
+                    attempts=attempts,
                 )
 
     def record(self, message: Message) -> dict[str, Any]:

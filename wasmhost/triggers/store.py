@@ -8,6 +8,7 @@ process. Thread-safe.
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import sqlite3
 import threading
@@ -207,7 +208,7 @@ class TriggerStore:
             )
         return True
 
-    def _states(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _states(self, ids: builtins.list[str]) -> dict[str, dict[str, Any]]:
         """``status`` entries (key ``status``) of these triggers; caller holds the lock."""
         if not ids:
             return {}
