@@ -21,7 +21,7 @@ from wasmhost.triggers import TriggerContext
 from wasmhost.triggers.queue import TYPE, VISIBILITY_MARGIN_S, QueueRunner
 
 from .conftest import ServerThread
-from .triggers_support import ServeProcess, log_lines, processed, recorder_wasm, wait_for
+from .triggers_support import ServeProcess, deploy_cached, log_lines, processed, recorder_wasm, wait_for
 
 SOURCE = "aws:sqs"
 
@@ -36,7 +36,7 @@ def recorder(data_dir: Path) -> bytes:
     """The recorder guest, compiled once into the module's data directory (later deploys hit the cache)."""
     code = recorder_wasm()
     with Host(data_dir=data_dir) as host:
-        host.deploy("recorder-compile", code, FunctionConfig(timeout_ms=3000))
+        deploy_cached(host, "recorder-compile", code, FunctionConfig(timeout_ms=3000))
         host.delete("recorder-compile")
     return code
 

@@ -29,7 +29,7 @@ from wasmhost.errors import InvalidConfig
 from wasmhost.triggers.schedule import TYPE, Plan, iso, parse_expression, plan_for, scheduled_event, translate_aws_cron
 
 from .conftest import ServerThread
-from .triggers_support import ServeProcess, log_lines, recorder_wasm, wait_for
+from .triggers_support import ServeProcess, deploy_cached, log_lines, recorder_wasm, wait_for
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -291,7 +291,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Python guest (about 13 s); each test copies this directory, compile cache included."""
     data = tmp_path_factory.mktemp("schedule") / "data"
     with Host(data_dir=data) as host:
-        host.deploy("rec", recorder_wasm(), FunctionConfig(timeout_ms=30000))
+        deploy_cached(host, "rec", recorder_wasm(), FunctionConfig(timeout_ms=30000))
     return data
 
 

@@ -4,9 +4,11 @@ requiring a real service, and a real ``wasmhost serve`` process to kill."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from wasmhost import Host
+from wasmhost import FunctionConfig, Host
 
 from .conftest import free_port
 
@@ -40,6 +42,35 @@ def recorder_wasm() -> bytes:
     from wasmhost.build import build
 
     return build(RECORDER).path.read_bytes()
+
+
+#: Native code of the guests deployed by these helpers, shared by every host of the test session:
+#: compiling the 19 MB Python recorder takes 7-13 s, mapping its cached code a few ms.
+_SHARED_CACHE = Path(tempfile.mkdtemp(prefix="wasmhost-test-cwasm-"))
+
+
+def deploy_cached(host: Host, name: str, wasm: bytes, config: FunctionConfig | None = None) -> None:
+    """``host.deploy``, with the compiled code taken from (and given to) a cache shared by the
+    session, so that each test's fresh data directory does not compile the same guest again."""
+    cache = host.engine.cache
+    digest = host.blobs.digest(wasm)
+    target = cache.path(digest)
+    shared = _SHARED_CACHE / target.name
+    if shared.exists() and not target.exists():
+        shutil.copyfile(shared, target)
+    host.deploy(name, wasm, config)
+    if target.exists() and not shared.exists():
+        tmp = shared.with_suffix(".tmp")
+        shutil.copyfile(target, tmp)
+        os.replace(tmp, shared)
+
+
+def deploy_recorder(host: Host, name: str = "recorder", config: FunctionConfig | None = None) -> None:
+    """Deploy the recorder guest as ``name`` (its wasmhost.toml settings, then ``config``)."""
+    from wasmhost.build import build
+
+    built = build(RECORDER)
+    deploy_cached(host, name, built.path.read_bytes(), config or built.project.config())
 
 
 def log_lines(host: Host, function: str, prefix: str = "") -> list[str]:

@@ -102,7 +102,11 @@ class TriggerSupervisor:
                 kind = trigger_type(trigger.type)
             except Exception:
                 continue
-            runner = kind.runner(trigger, self.ctx)
+            try:
+                runner = kind.runner(trigger, self.ctx)
+            except Exception as error:  # one broken trigger must not keep the others from starting
+                log.warning("trigger %s (%s) cannot start: %s", trigger.id, trigger.type, error)
+                continue
             if runner is None:
                 continue
             lock = self._try_lock(trigger.id)
