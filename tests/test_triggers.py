@@ -281,3 +281,20 @@ def test_function_config_is_unchanged_by_triggers(host, guest):
 
 def test_a_project_without_triggers_has_none(tmp_path):
     assert Project.load(Path(tmp_path)).triggers is None
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:****@127.0.0.1:5672/"),
+        ("redis://:pw@127.0.0.1:6379/0", "redis://:****@127.0.0.1:6379/0"),
+        ("postgresql://postgres@127.0.0.1/test", "postgresql://postgres@127.0.0.1/test"),
+        ("host=db password='a b' user=u", "host=db password=**** user=u"),
+    ],
+)
+def test_passwords_in_connection_strings_are_not_shown(host, guest, given, shown):
+    from wasmhost.triggers.store import Trigger
+
+    trigger = Trigger("trg-1", "fn", "amqp", {"url": given, "queue": "q"}, 0.0)
+    assert trigger.to_dict()["url"] == shown
+    assert trigger.config["url"] == given, "the runner still gets the real one"

@@ -133,5 +133,6 @@ class Management:
         return json_response(record.to_dict())
 
     async def delete_function(self, request: Request) -> Response:
-        self.host.delete(request.path_params["name"])
+        # In a thread: removing triggers may undo things outside the host (a database trigger).
+        await run_in_threadpool(self.host.delete, request.path_params["name"])
         return Response(status_code=204)

@@ -9,6 +9,7 @@ process. Thread-safe.
 from __future__ import annotations
 
 import builtins
+import re
 import secrets
 import sqlite3
 import threading
@@ -65,16 +66,29 @@ class Trigger:
         return value if isinstance(value, str) and value else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The API shape: the type's fields flat beside ``id``, ``function``, ``type``."""
+        """The API shape: the type's fields flat beside ``id``, ``function``, ``type``.
+        A password in a URL field (``amqp://user:secret@host``) is shown as ``****``."""
         return {
             "id": self.id,
             "function": self.function,
             "type": self.type,
-            **self.config,
+            **{key: mask_password(value) for key, value in self.config.items()},
             "origin": self.origin,
             "created_at": self.created_at,
             "status": self.status,
         }
+
+
+_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:?#]*:)([^/@?#]+)(@)", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_password(value: Any) -> Any:
+    """``value`` with the password of a URL (``scheme://user:password@host``) or of a
+    key/value connection string (``password=...``) replaced by ``****``."""
+    if isinstance(value, str):
+        return _KV_PASSWORD.sub(r"\1****", _URL_PASSWORD.sub(r"\1****\3", value))
+    return value
 
 
 def new_trigger_id() -> str:
