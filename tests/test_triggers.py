@@ -292,7 +292,7 @@ def test_a_project_without_triggers_has_none(tmp_path):
         ("host=db password='a b' user=u", "host=db password=**** user=u"),
     ],
 )
-def test_passwords_in_connection_strings_are_not_shown(host, guest, given, shown):
+def test_passwords_in_connection_strings_are_not_shown(given, shown):
     from wasmhost.triggers.store import Trigger
 
     trigger = Trigger("trg-1", "fn", "amqp", {"url": given, "queue": "q"}, 0.0)

@@ -180,6 +180,8 @@ class HostConfig:
     """Asynchronous invocations run at once by each host process."""
     max_async_payload_bytes: int = 256 * 1024
     """Largest event accepted for an asynchronous invocation (Lambda's 256 KiB)."""
+    max_object_bytes: int = 5 * 1024 * MiB
+    """Largest object the bucket store accepts, in bytes (S3's single-PUT limit, 5 GiB); over it: 413."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> HostConfig:

@@ -51,7 +51,11 @@ class TriggersMixin:
         if self._buckets is None:
             from .buckets import BucketStore
 
-            self._buckets = BucketStore(Path(self.config.data_dir) / "buckets", self.trigger_store)
+            self._buckets = BucketStore(
+                Path(self.config.data_dir) / "buckets",
+                self.trigger_store,
+                max_object_bytes=self.config.max_object_bytes,
+            )
         return self._buckets
 
     @property
