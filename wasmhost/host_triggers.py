@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from .triggers import Trigger, TriggerContext, TriggerStore, trigger_type, valid
 from .triggers.supervisor import TriggerSupervisor
 
 log = logging.getLogger("wasmhost.triggers")
+#: Guards the lazy opening of the stores below (two threads must not open one twice).
+_OPENING = threading.Lock()
 
 if TYPE_CHECKING:
     from .buckets import BucketStore
@@ -42,20 +45,26 @@ class TriggersMixin:
     @property
     def trigger_store(self) -> TriggerStore:
         if self._trigger_store is None:
-            self._trigger_store = TriggerStore(Path(self.config.data_dir) / "triggers.db")
+            with _OPENING:
+                if self._trigger_store is None:
+                    self._trigger_store = TriggerStore(Path(self.config.data_dir) / "triggers.db")
         return self._trigger_store
 
     @property
     def buckets(self) -> BucketStore:
         """The embedded object store (``<data_dir>/buckets``)."""
+        trigger_store = self.trigger_store
         if self._buckets is None:
             from .buckets import BucketStore
 
-            self._buckets = BucketStore(
-                Path(self.config.data_dir) / "buckets",
-                self.trigger_store,
-                max_object_bytes=self.config.max_object_bytes,
-            )
+            with _OPENING:
+                if self._buckets is not None:
+                    return self._buckets
+                self._buckets = BucketStore(
+                    Path(self.config.data_dir) / "buckets",
+                    trigger_store,
+                    max_object_bytes=self.config.max_object_bytes,
+                )
         return self._buckets
 
     @property
@@ -64,7 +73,9 @@ class TriggersMixin:
         if self._queues is None:
             from .queues import QueueStore
 
-            self._queues = QueueStore(Path(self.config.data_dir) / "queues.db")
+            with _OPENING:
+                if self._queues is None:
+                    self._queues = QueueStore(Path(self.config.data_dir) / "queues.db")
         return self._queues
 
     # --- triggers ----------------------------------------------------------------
