@@ -24,7 +24,15 @@ from wasmhost.triggers.amqp import AmqpRunner
 from wasmhost.triggers.store import Trigger
 
 from .conftest import ServerThread
-from .triggers_support import ServeProcess, log_lines, processed, recorder_wasm, require_service, wait_for
+from .triggers_support import (
+    ServeProcess,
+    deploy_cached,
+    log_lines,
+    processed,
+    recorder_wasm,
+    require_service,
+    wait_for,
+)
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -89,7 +97,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.getbasetemp() / "recorder-seed" / "data"
     if not data.exists():
         with Host(data) as host:
-            host.deploy("rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
+            deploy_cached(host, "rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
     return data
 
 

@@ -28,7 +28,15 @@ from wasmhost.triggers.mqtt import MqttRunner, client_id_of, end_session
 from wasmhost.triggers.store import TriggerStore
 
 from .conftest import ServerThread
-from .triggers_support import ServeProcess, log_lines, processed, recorder_wasm, require_service, wait_for
+from .triggers_support import (
+    ServeProcess,
+    deploy_cached,
+    log_lines,
+    processed,
+    recorder_wasm,
+    require_service,
+    wait_for,
+)
 
 # --- talking to the broker from the test -----------------------------------------------
 
@@ -105,7 +113,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.getbasetemp() / "recorder-seed" / "data"
     if not data.exists():
         with Host(data) as host:
-            host.deploy("rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
+            deploy_cached(host, "rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
     return data
 
 
