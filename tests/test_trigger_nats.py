@@ -24,7 +24,15 @@ from wasmhost.triggers.nats_jetstream import TYPE, NatsJetStreamRunner
 from wasmhost.triggers.store import Trigger
 
 from .conftest import ServerThread, free_port
-from .triggers_support import ServeProcess, log_lines, processed, recorder_wasm, require_service, wait_for
+from .triggers_support import (
+    ServeProcess,
+    deploy_cached,
+    log_lines,
+    processed,
+    recorder_wasm,
+    require_service,
+    wait_for,
+)
 
 SOURCE = "wasmhost:nats"
 T = TypeVar("T")
@@ -100,7 +108,7 @@ def stream() -> Iterator[str]:
 @pytest.fixture
 def recorder(host: Host) -> Iterator[str]:
     name = f"rec-{uuid.uuid4().hex[:8]}"
-    host.deploy(name, recorder_wasm(), FunctionConfig(timeout_ms=30000))
+    deploy_cached(host, name, recorder_wasm(), FunctionConfig(timeout_ms=30000))
     yield name
     host.delete(name)
 

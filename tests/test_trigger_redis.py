@@ -22,7 +22,7 @@ from wasmhost.triggers.redis_streams import TYPE, RedisStreamsRunner
 from wasmhost.triggers.store import Trigger
 
 from .conftest import ServerThread, free_port
-from .triggers_support import ServeProcess, processed, recorder_wasm, require_service, wait_for
+from .triggers_support import ServeProcess, deploy_cached, processed, recorder_wasm, require_service, wait_for
 
 SOURCE = "wasmhost:redis"
 
@@ -44,7 +44,7 @@ def host(data_dir: Path) -> Iterator[Host]:
 def recorder(host: Host) -> Iterator[str]:
     """A fresh function running the recorder guest; deleted (with its triggers) afterwards."""
     name = f"rec-{uuid.uuid4().hex[:8]}"
-    host.deploy(name, recorder_wasm(), FunctionConfig(timeout_ms=30000))
+    deploy_cached(host, name, recorder_wasm(), FunctionConfig(timeout_ms=30000))
     yield name
     host.delete(name)
 
