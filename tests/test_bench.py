@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -336,3 +337,21 @@ def test_wasmhost_bench_finds_this_checkout():
     from wasmhost.cli import bench_script
 
     assert bench_script() == ROOT / "bench" / "run.py"
+
+
+@pytest.mark.slow
+def test_a_tiny_triggers_run_measures_every_running_source(tmp_path, guests):
+    """bench/scenarios/triggers.py against the real services: a rate for each, or the reason it has none."""
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--only", "triggers", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "latest.json").read_text())
+    rates = report["scenarios"]["triggers"]["result"]["rates"]
+    assert set(rates) == {"queue", "redis", "nats", "amqp", "mqtt", "postgres"}
+    for kind, figures in rates.items():
+        if "skipped" in figures and os.environ.get("CI") != "true":
+            continue
+        assert "error" not in figures and "skipped" not in figures, (kind, figures)
+        for batch_size in (1, 10):
+            assert figures[f"batch_{batch_size}"]["median"] > 0, (kind, figures)
+    assert "| postgres |" in (tmp_path / "latest.md").read_text()
