@@ -33,7 +33,7 @@ from yarl import URL
 
 from ..errors import InvalidConfig
 from .base import TriggerContext
-from .mapping import MappingRunner, MappingType, Message
+from .mapping import MappingRunner, MappingType, Message, take
 from .store import Trigger
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -182,20 +182,8 @@ class AmqpRunner(MappingRunner):
     # --- the mapping's source operations -----------------------------------------
 
     async def fetch(self, max_messages: int, wait_s: float) -> list[Message]:
-        try:
-            item = self._inbox.get_nowait()
-        except asyncio.QueueEmpty:
-            if wait_s <= 0:
-                return []
-            try:
-                item = await asyncio.wait_for(self._inbox.get(), wait_s)
-            except TimeoutError:
-                return []
-        items = [item]
-        while len(items) < max_messages and not self._inbox.empty():
-            items.append(self._inbox.get_nowait())
         messages = []
-        for entry in items:
+        for entry in await take(self._inbox, max_messages, wait_s):
             if isinstance(entry, BaseException):
                 raise entry  # unacked deliveries go back to the queue with the channel
             messages.append(self._message(entry))

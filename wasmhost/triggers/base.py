@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..config import check_destination
 from ..errors import InvalidConfig
 from ..result import InvocationResult
 from .store import Trigger, TriggerStore
@@ -110,6 +111,15 @@ class TriggerType:
         if not isinstance(value, bool):
             raise InvalidConfig(f"{self.name} trigger: {key} must be true or false, got {value!r}")
         return value
+
+    def destination(self, fields: dict[str, Any], key: str) -> str | None:
+        """A ``function:NAME`` / ``queue:NAME`` destination, or None when absent."""
+        value = fields.get(key)
+        try:
+            check_destination(key, value)
+        except InvalidConfig as error:
+            raise InvalidConfig(f"{self.name} trigger: {error.message}") from None
+        return value  # type: ignore[no-any-return]
 
     def string_list(self, fields: dict[str, Any], key: str, default: list[str] | None = None) -> list[str]:
         value = fields.get(key, default if default is not None else [])

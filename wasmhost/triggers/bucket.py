@@ -49,7 +49,6 @@ from ..buckets import (
     check_metadata,
     iso_time,
 )
-from ..config import check_destination
 from ..errors import FunctionError, FunctionNotFound, InvalidConfig, InvalidResponse, Throttled, WasmhostError
 from .base import Runner, TriggerContext, TriggerType, log
 from .store import Trigger
@@ -105,12 +104,8 @@ class BucketType(TriggerType):
         values["max_body_bytes"] = self.integer(fields, "max_body_bytes", 256 * 1024, 0, MAX_BODY_BYTES)
         values["maximum_retry_attempts"] = self.integer(fields, "maximum_retry_attempts", 2, 0, 100)
         values["retry_delay_ms"] = self.integer(fields, "retry_delay_ms", 1000, 0, 3_600_000)
-        on_failure = fields.get("on_failure")
+        on_failure = self.destination(fields, "on_failure")
         if on_failure is not None:
-            try:
-                check_destination("on_failure", on_failure)
-            except InvalidConfig as error:
-                raise InvalidConfig(f"bucket trigger: {error.message}") from None
             values["on_failure"] = on_failure
         return values
 

@@ -35,8 +35,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from ..config import check_destination
-from ..errors import FunctionNotFound, InvalidConfig, Throttled, WasmhostError
+from ..errors import FunctionNotFound, Throttled, WasmhostError
 from ..result import InvocationResult
 from .base import Runner, TriggerType, log
 from .store import Trigger
@@ -103,12 +102,8 @@ class MappingType(TriggerType):
         values["maximum_batching_window_ms"] = self.integer(fields, "maximum_batching_window_ms", 0, 0, 300_000)
         values["maximum_retry_attempts"] = self.integer(fields, "maximum_retry_attempts", -1, -1, 10000)
         values["retry_delay_ms"] = self.integer(fields, "retry_delay_ms", 1000, 0, 3_600_000)
-        on_failure = fields.get("on_failure")
+        on_failure = self.destination(fields, "on_failure")
         if on_failure is not None:
-            try:
-                check_destination("on_failure", on_failure)
-            except InvalidConfig as error:
-                raise InvalidConfig(f"{self.name} trigger: {error.message}") from None
             values["on_failure"] = on_failure
         return values
 
@@ -307,6 +302,25 @@ class MappingRunner(Runner):
         if force or now - self._reported >= REPORT_EVERY_S:
             self._reported = now
             self.ctx.report(self.trigger, state="running", **self.stats)
+
+
+async def take(inbox: asyncio.Queue[Any], max_items: int, wait_s: float) -> list[Any]:
+    """Up to ``max_items`` from ``inbox``: what is there now, or the first to arrive within
+    ``wait_s`` and whatever came with it. For sources whose client pushes deliveries into
+    a queue (RabbitMQ consumers, the MQTT network thread)."""
+    try:
+        item = inbox.get_nowait()
+    except asyncio.QueueEmpty:
+        if wait_s <= 0:
+            return []
+        try:
+            item = await asyncio.wait_for(inbox.get(), wait_s)
+        except TimeoutError:
+            return []
+    items = [item]
+    while len(items) < max_items and not inbox.empty():
+        items.append(inbox.get_nowait())
+    return items
 
 
 def failed_items(result: InvocationResult, batch: list[Message]) -> tuple[set[str], dict[str, Any]]:

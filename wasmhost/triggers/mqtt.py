@@ -46,7 +46,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..errors import InvalidConfig, ResourceConflict
 from .base import TriggerContext, log
-from .mapping import MappingRunner, MappingType, Message
+from .mapping import MappingRunner, MappingType, Message, take
 from .store import Trigger
 
 DEFAULT_HOST = "127.0.0.1"
@@ -203,20 +203,8 @@ class MqttRunner(MappingRunner):
     # --- the mapping's source operations ----------------------------------------------
 
     async def fetch(self, max_messages: int, wait_s: float) -> list[Message]:
-        try:
-            item = self._inbox.get_nowait()
-        except asyncio.QueueEmpty:
-            if wait_s <= 0:
-                return []
-            try:
-                item = await asyncio.wait_for(self._inbox.get(), wait_s)
-            except TimeoutError:
-                return []
-        items = [item]
-        while len(items) < max_messages and not self._inbox.empty():
-            items.append(self._inbox.get_nowait())
         messages = []
-        for entry in items:
+        for entry in await take(self._inbox, max_messages, wait_s):
             if isinstance(entry, BaseException):
                 raise entry  # what is unacked stays in the session; the broker resends it on reconnect
             messages.append(entry)
