@@ -30,14 +30,15 @@ from wasmhost.config import FunctionConfig
 from wasmhost.errors import FunctionError, FunctionNotFound, Throttled, Trap
 from wasmhost.result import InvocationResult
 
-ASYNCQ = Path(asyncq.__file__)
-# Child processes load asyncq.py alone (it imports nothing of wasmhost), not the whole package.
+ROOT = Path(asyncq.__file__).resolve().parent.parent
+# Child processes load wasmhost.asyncq (and wasmhost.sqlitedb) from this checkout, without
+# running wasmhost/__init__.py, which would load wasmtime.
 CHILD_PRELUDE = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("asyncq", {str(ASYNCQ)!r})
-asyncq = importlib.util.module_from_spec(spec)
-sys.modules["asyncq"] = asyncq
-spec.loader.exec_module(asyncq)
+import importlib.util, sys, types
+package = types.ModuleType("wasmhost")
+package.__path__ = [{str(ROOT / "wasmhost")!r}]
+sys.modules["wasmhost"] = package
+import wasmhost.asyncq as asyncq
 """
 
 

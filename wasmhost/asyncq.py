@@ -27,14 +27,15 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import msgpack
+
+from .sqlitedb import connect, immediate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -117,9 +118,9 @@ class EventQueue:
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path
         # Two connections: puts fsync (FULL), the worker's bookkeeping does not (NORMAL).
-        self._durable = _connect(path, busy_timeout_s, "FULL")
+        self._durable = connect(path, busy_timeout_s, "FULL")
         self._durable.executescript(SCHEMA)
-        self._conn = _connect(path, busy_timeout_s, "NORMAL")
+        self._conn = connect(path, busy_timeout_s, "NORMAL")
         self._durable_lock = threading.Lock()
         self._lock = threading.Lock()
         # aput's group commit: callers waiting for the writer thread's next transaction.
@@ -157,7 +158,7 @@ class EventQueue:
     def put_many(self, events: Iterable[NewEvent], *, now: float | None = None) -> list[int]:
         """Enqueue events in one fsynced transaction; returns their ids in order."""
         now = time.time() if now is None else now
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             return [_insert(self._durable, event, now) for event in events]
 
     async def aput(self, function: str, qualifier: str | None, event_bytes: bytes, request_id: str) -> int:
@@ -208,7 +209,7 @@ class EventQueue:
             due = "not_before <= ? AND lease_until <= ?"
             if self._conn.execute(f"SELECT 1 FROM events WHERE {due} LIMIT 1", (now, now)).fetchone() is None:
                 return []
-            with _immediate(self._conn):
+            with immediate(self._conn):
                 rows = self._conn.execute(
                     f"""UPDATE events SET owner = ?, lease_until = ?
                         WHERE id IN (SELECT id FROM events WHERE {due} ORDER BY not_before, id LIMIT ?)
@@ -229,7 +230,7 @@ class EventQueue:
         """Delete a finished event and, in the same transaction, enqueue ``forward``
         (destination deliveries). With ``owner``, only if it still holds the lease;
         returns False when the event was not there (or not ``owner``'s)."""
-        with self._lock, _immediate(self._conn):
+        with self._lock, immediate(self._conn):
             cursor = self._conn.execute(
                 "DELETE FROM events WHERE id = ? AND (? IS NULL OR owner = ?)", (event_id, owner, owner)
             )
@@ -281,7 +282,7 @@ class EventQueue:
         ``attempts`` is the number of runs to record (None: the event's failed runs so far).
         """
         now = time.time() if now is None else now
-        with self._lock, _immediate(self._conn):
+        with self._lock, immediate(self._conn):
             cursor = self._conn.execute(
                 """INSERT INTO dead_letters
                      (queue, request_id, function, qualifier, event, record, attempts, enqueued_at, failed_at)
@@ -309,7 +310,7 @@ class EventQueue:
         """Put a dead letter that never was a queued event (an event source mapping's
         message out of retries). A redrive queues ``event_bytes`` for ``function``."""
         now = time.time() if now is None else now
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             cursor = self._durable.execute(
                 """INSERT INTO dead_letters
                      (queue, request_id, function, qualifier, event, record, attempts, enqueued_at, failed_at)
@@ -323,7 +324,7 @@ class EventQueue:
         fsynced transaction, so that of several processes (or a retry after a crash)
         exactly one enqueues. True if this call enqueued it. Keys are kept."""
         now = time.time() if now is None else now
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             cursor = self._durable.execute("INSERT OR IGNORE INTO once_keys (key, at) VALUES (?, ?)", (key, now))
             if cursor.rowcount == 0:
                 return False
@@ -332,7 +333,9 @@ class EventQueue:
 
     def forget_once_keys(self, prefix: str, before: float) -> int:
         """Drop ``put_once`` keys starting with ``prefix`` recorded before ``before``."""
-        return self._write("DELETE FROM once_keys WHERE key >= ? AND key < ? AND at < ?", (prefix, prefix + "\uffff", before))
+        return self._write(
+            "DELETE FROM once_keys WHERE key >= ? AND key < ? AND at < ?", (prefix, prefix + "\uffff", before)
+        )
 
     def lease_owners(self) -> set[str]:
         """Owners holding a lease now (to find the ones that died)."""
@@ -390,7 +393,7 @@ class EventQueue:
         Returns how many were re-driven."""
         now = time.time() if now is None else now
         where, params = _selection(queue, ids)
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             self._durable.execute(
                 f"""INSERT INTO events (request_id, function, qualifier, event, enqueued_at, not_before)
                     SELECT request_id, function, qualifier, event, ?, ? FROM dead_letters WHERE {where} ORDER BY id""",
@@ -404,28 +407,8 @@ class EventQueue:
         return self._write(f"DELETE FROM dead_letters WHERE {where}", params)
 
     def _write(self, sql: str, params: Sequence[Any]) -> int:
-        with self._lock, _immediate(self._conn):
+        with self._lock, immediate(self._conn):
             return self._conn.execute(sql, params).rowcount
-
-
-def _connect(path: Path, busy_timeout_s: float, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    return conn
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the write lock at its start (waiting up to the
-    busy timeout), so it never fails half-way on a lock another process took."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _insert(conn: sqlite3.Connection, event: NewEvent, now: float) -> int:

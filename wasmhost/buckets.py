@@ -53,6 +53,7 @@ from .errors import (
     NoSuchBucket,
     NoSuchKey,
 )
+from .sqlitedb import connect, immediate
 
 if TYPE_CHECKING:
     from .triggers.store import TriggerStore
@@ -385,11 +386,7 @@ class BucketStore:
         self.tmp_dir = root / "tmp"
         for directory in (root, self.objects_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            root / "index.db", timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = connect(root / "index.db", busy_timeout_s, "FULL")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._closed = False
@@ -412,14 +409,8 @@ class BucketStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     # --- buckets ---------------------------------------------------------------------
 

@@ -41,8 +41,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ from .queue_validation import (
     message_attributes,
     queue_settings,
 )
+from .sqlitedb import connect, immediate
 
 log = logging.getLogger("wasmhost.queues")
 
@@ -174,11 +175,11 @@ class QueueStore:
         self.poll_s = poll_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Two connections: acknowledged writes fsync (FULL), receive-side bookkeeping does not (NORMAL).
-        self._durable = _connect(self.path, busy_timeout_s, "FULL")
+        self._durable = connect(self.path, busy_timeout_s, "FULL")
         self._durable.executescript(SCHEMA)
-        self._conn = _connect(self.path, busy_timeout_s, "NORMAL")
+        self._conn = connect(self.path, busy_timeout_s, "NORMAL")
         # A third, only asked for its data_version by long polls (on the event loop).
-        self._watch = _connect(self.path, busy_timeout_s, "NORMAL")
+        self._watch = connect(self.path, busy_timeout_s, "NORMAL")
         self._durable_lock = threading.Lock()
         self._lock = threading.Lock()
         self._watch_lock = threading.Lock()
@@ -208,7 +209,7 @@ class QueueStore:
         attributes is returned as is; with different ones, ``QueueAlreadyExists``."""
         check_queue_name(name)
         settings = queue_settings(name, attributes or {})
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             dead_letter_queue = settings.get("dead_letter_queue")
             if dead_letter_queue is not None and _load(self._durable, dead_letter_queue) is None:
                 raise InvalidConfig(f"queue {name}: dead_letter_queue {dead_letter_queue!r} does not exist")
@@ -247,14 +248,14 @@ class QueueStore:
 
     def delete_queue(self, name: str) -> None:
         """Delete the queue and its messages. Raises ``QueueDoesNotExist``."""
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             if self._durable.execute("DELETE FROM queues WHERE name = ?", (name,)).rowcount == 0:
                 raise QueueDoesNotExist(f"queue {name!r} does not exist")
             self._durable.execute("DELETE FROM messages WHERE queue = ?", (name,))
 
     def purge(self, name: str) -> int:
         """Delete every message of the queue (in flight too); returns how many."""
-        with self._lock, _immediate(self._conn):
+        with self._lock, immediate(self._conn):
             _require(self._conn, name)
             return self._conn.execute("DELETE FROM messages WHERE queue = ?", (name,)).rowcount
 
@@ -293,7 +294,7 @@ class QueueStore:
             prepared.append((body, attributes, message.delay_s, where))
         now = time.time() if now is None else now
         ids = []
-        with self._durable_lock, _immediate(self._durable):
+        with self._durable_lock, immediate(self._durable):
             found = _load(self._durable, queue)
             if found is None:
                 if not create:
@@ -451,7 +452,7 @@ class QueueStore:
             if next_visible is None or next_visible > now:
                 _require(self._conn, queue)
                 return [], next_visible
-            with _immediate(self._conn):
+            with immediate(self._conn):
                 received, moved_to = self._take(queue, max_messages, visibility_timeout_s, now)
         if moved_to is not None:
             self._wakeups.notify(moved_to)
@@ -536,7 +537,7 @@ class QueueStore:
         """Delete several messages in one transaction; returns ``{handle: why}`` for the
         handles that were refused (the others' messages are deleted or already gone)."""
         parsed, refused = _parse_handles(receipt_handles)
-        with self._lock, _immediate(self._conn):
+        with self._lock, immediate(self._conn):
             _require(self._conn, queue)
             for handle, (seq, secret) in parsed.items():
                 if self._conn.execute(
@@ -566,7 +567,7 @@ class QueueStore:
         check_number("visibility_timeout_s", visibility_timeout_s, 0, MAX_VISIBILITY_S)
         parsed, refused = _parse_handles(receipt_handles)
         now = time.time() if now is None else now
-        with self._lock, _immediate(self._conn):
+        with self._lock, immediate(self._conn):
             _require(self._conn, queue)
             for handle, (seq, secret) in parsed.items():
                 if self._conn.execute(
@@ -694,25 +695,6 @@ def _require(conn: sqlite3.Connection, name: str) -> tuple[dict[str, Any], float
     if found is None:
         raise QueueDoesNotExist(f"queue {name!r} does not exist")
     return found
-
-
-def _connect(path: Path, busy_timeout_s: float, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    return conn
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the write lock at its start (waiting up to the busy timeout)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 __all__ = [

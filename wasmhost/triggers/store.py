@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from ..sqlitedb import connect, immediate
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS triggers (
     id         TEXT PRIMARY KEY,
@@ -100,9 +102,7 @@ class TriggerStore:
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path
-        self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = connect(path, busy_timeout_s, "FULL")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._closed = False
@@ -115,14 +115,8 @@ class TriggerStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     def _bump(self, conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
