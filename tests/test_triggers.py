@@ -290,6 +290,7 @@ def test_a_project_without_triggers_has_none(tmp_path):
         ("redis://:pw@127.0.0.1:6379/0", "redis://:****@127.0.0.1:6379/0"),
         ("postgresql://postgres@127.0.0.1/test", "postgresql://postgres@127.0.0.1/test"),
         ("host=db password='a b' user=u", "host=db password=**** user=u"),
+        ("nats://s3cr3t@127.0.0.1:4222", "nats://****@127.0.0.1:4222"),
     ],
 )
 def test_passwords_in_connection_strings_are_not_shown(given, shown):
@@ -298,3 +299,19 @@ def test_passwords_in_connection_strings_are_not_shown(given, shown):
     trigger = Trigger("trg-1", "fn", "amqp", {"url": given, "queue": "q"}, 0.0)
     assert trigger.to_dict()["url"] == shown
     assert trigger.config["url"] == given, "the runner still gets the real one"
+
+
+def test_deploying_a_project_keeps_its_file_triggers_in_step(tmp_path):
+    project = tmp_path / "fn"
+    project.mkdir()
+    (project / "echo.c").write_text((Path(__file__).parent.parent / "guests/c/examples/echo.c").read_text())
+    (project / "wasmhost.toml").write_text('lang = "c"\n\n[[triggers]]\ntype = "schedule"\nexpression = "rate(5 minutes)"\n')
+    base = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+    first = runner.invoke(cli, [*base, "deploy", "fn", str(project)])
+    assert first.exit_code == 0, first.output
+    assert [t["expression"] for t in json.loads(first.stdout)["triggers"]] == ["rate(5 minutes)"]
+    (project / "wasmhost.toml").write_text('lang = "c"\n')
+    second = runner.invoke(cli, [*base, "deploy", "fn", str(project)])
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["triggers"] == [], "a file without [[triggers]] declares none"

@@ -128,7 +128,7 @@ def deploy(target: Target, name: str, path: Path, **options: Any) -> None:
             built = build(path, progress=_progress)
             config = built.project.config(_changes(**options))
             path = built.path
-            triggers = built.project.triggers
+            triggers = built.project.triggers or []  # none in the file: the file's earlier ones go
         else:
             config = FunctionConfig.from_dict(_changes(**options))
         code = path.read_bytes()

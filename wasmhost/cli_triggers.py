@@ -85,10 +85,10 @@ def list_triggers(target: Target, name: str | None, as_json: bool) -> None:
     if not records:
         click.echo("no triggers", err=True)
         return
-    click.echo(f"{'ID':16} {'FUNCTION':20} {'TYPE':9} {'STATE':8} SOURCE")
+    click.echo(f"{'ID':16} {'FUNCTION':20} {'TYPE':9} {'STATE':10} SOURCE")
     for record in records:
         state = (record.get("status") or {}).get("state", "-") if record.get("enabled", True) else "disabled"
-        click.echo(f"{record['id']:16} {record['function']:20} {record['type']:9} {state:8} {describe(record)}")
+        click.echo(f"{record['id']:16} {record['function']:20} {record['type']:9} {state:10} {describe(record)}")
 
 
 @trigger.command(name="delete")

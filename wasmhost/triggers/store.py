@@ -82,6 +82,7 @@ class Trigger:
 
 
 _URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:?#]*:)([^/@?#]+)(@)", re.IGNORECASE)
+_URL_TOKEN = re.compile(r"^(nats://)([^/@:?#]+)(@)", re.IGNORECASE)  # NATS: a lone user-info is a token
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
@@ -89,7 +90,8 @@ def mask_password(value: Any) -> Any:
     """``value`` with the password of a URL (``scheme://user:password@host``) or of a
     key/value connection string (``password=...``) replaced by ``****``."""
     if isinstance(value, str):
-        return _KV_PASSWORD.sub(r"\1****", _URL_PASSWORD.sub(r"\1****\3", value))
+        value = _URL_TOKEN.sub(r"\1****\3", _URL_PASSWORD.sub(r"\1****\3", value))
+        return _KV_PASSWORD.sub(r"\1****", value)
     return value
 
 

@@ -29,6 +29,8 @@ from .store import Trigger
 log = logging.getLogger("wasmhost.triggers")
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+#: The longest a runner may take to close its connections when stopped.
+STOP_TIMEOUT_S = 5.0
 
 
 class _Running:
@@ -129,7 +131,8 @@ class TriggerSupervisor:
         running = self._running.pop(trigger_id)
         running.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await running.task
+            # A runner's close() that hangs (a broker that never answers) must not hang shutdown.
+            await asyncio.wait_for(running.task, STOP_TIMEOUT_S)
         running.lock.close()  # releases the flock
         with contextlib.suppress(OSError):
             if self.ctx.store.get(trigger_id) is None:
@@ -161,5 +164,5 @@ class TriggerSupervisor:
                     )
             finally:
                 with contextlib.suppress(Exception):
-                    await runner.close()
+                    await asyncio.wait_for(runner.close(), STOP_TIMEOUT_S)
             await asyncio.sleep(delay)
