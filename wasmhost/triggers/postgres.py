@@ -1,26 +1,7 @@
 """Database changes from PostgreSQL (``postgres``), like DynamoDB Streams -> Lambda.
 
-Capture is done inside PostgreSQL, with nothing but SQL (no ``wal_level=logical``,
-no extension, no replication privilege, no replication slot):
-
-- schema ``wasmhost_cdc`` (installed idempotently by the runner): an ``outbox``
-  table of changes, a ``positions`` table (trigger id -> last delivered outbox
-  id) and the trigger function ``capture()``;
-- on the watched table, one ``CONSTRAINT TRIGGER ... DEFERRABLE INITIALLY
-  DEFERRED ... FOR EACH ROW`` per wasmhost trigger, named ``wasmhost_<id>``.
-  Being deferred, it runs at COMMIT (still inside the transaction), once per
-  changed row in the order of the changes, with that change's OLD and NEW.
-  ``capture()`` takes ``pg_advisory_xact_lock`` (one key for every watched
-  table), then writes ``to_jsonb(OLD/NEW)`` to the outbox with an id from a
-  sequence and ``NOTIFY``s the trigger's channel (delivered at commit).
-
-Commit order: the lock is held from the first captured row until the
-transaction has committed (it is released after the commit is visible), so
-outbox ids are handed out one committing transaction after the other: ids are
-in commit order, and once a reader sees id N no smaller id can appear later.
-The cost: the commit phases (outbox inserts + commit) of transactions that
-changed watched tables are serialized; the rest of those transactions runs
-concurrently, as before.
+Changes are captured inside PostgreSQL, with nothing but SQL, into an outbox in commit
+order (``postgres_sql.py``: the capture, and every statement run against it).
 
 The runner reads ``id > position`` in order, invokes the function with
 ``{"Records": [...]}`` and, only after it succeeded, moves the position and
@@ -36,96 +17,38 @@ the batch goes to ``on_failure`` and the position moves past it (without
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import orjson
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import FunctionNotFound, InvalidConfig, Throttled, WasmhostError
 from ..result import InvocationResult
-from .base import Runner, TriggerContext
+from .base import Runner, TriggerContext, log
 from .mapping import REPORT_EVERY_S, MappingType
+from .postgres_sql import (
+    EVENTS,
+    INSTALL_LOCK,
+    SCHEMA_SQL,
+    Change,
+    count_backlog,
+    find_table,
+    install_table_trigger,
+    location,
+    move_position,
+    parse_table,
+    read_outbox,
+    remove_capture,
+    stored_position,
+)
+from .postgres_sql import trigger_name as trigger_name  # re-exported
 from .store import Trigger
 
-log = logging.getLogger("wasmhost.triggers")
-
-EVENTS = ("INSERT", "UPDATE", "DELETE")
-#: pg_trigger.tgtype bits: ROW, INSERT, DELETE, UPDATE (AFTER has no bit).
-TGTYPE_ROW = 1
-TGTYPE_BITS = {"INSERT": 4, "DELETE": 8, "UPDATE": 16}
-#: Advisory lock keys (the two-int form, its own key space): commit order, and installs/removals.
-LOCK_SPACE = 0x77617368  # "wash"
-ORDER_LOCK = (LOCK_SPACE, 1)
-INSTALL_LOCK = (LOCK_SPACE, 2)
 #: Without a NOTIFY, look at the outbox this often anyway (a lost wake-up costs at most this).
 IDLE_POLL_S = 5.0
-#: The ``backlog`` in the status counts changes waiting up to this many (a count is not free).
-MAX_BACKLOG_COUNT = 100_000
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
-
-SCHEMA_SQL = (
-    "CREATE SCHEMA IF NOT EXISTS wasmhost_cdc",
-    # A sequence with CACHE 1 (the default): ids are handed out in call order across sessions.
-    """CREATE TABLE IF NOT EXISTS wasmhost_cdc.outbox (
-        id          bigserial,
-        trigger_id  text        NOT NULL,
-        op          text        NOT NULL,
-        schema_name text        NOT NULL,
-        table_name  text        NOT NULL,
-        old         jsonb,
-        new         jsonb,
-        txid        bigint      NOT NULL,
-        changed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-        PRIMARY KEY (trigger_id, id)
-    )""",
-    """CREATE TABLE IF NOT EXISTS wasmhost_cdc.positions (
-        trigger_id text        PRIMARY KEY,
-        last_id    bigint      NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    # SECURITY DEFINER: writers of the watched table need no rights on wasmhost_cdc.
-    f"""CREATE OR REPLACE FUNCTION wasmhost_cdc.capture() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $capture$
-    BEGIN
-        -- Held until this transaction ends: outbox ids follow commit order.
-        PERFORM pg_advisory_xact_lock({ORDER_LOCK[0]}, {ORDER_LOCK[1]});
-        INSERT INTO wasmhost_cdc.outbox (trigger_id, op, schema_name, table_name, old, new, txid)
-        VALUES (TG_ARGV[0], TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-                CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-                CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
-                txid_current());
-        PERFORM pg_notify('wasmhost_cdc_' || TG_ARGV[0], '');
-        RETURN NULL;
-    END
-    $capture$""",
-)
-
-
-def parse_table(value: str) -> tuple[str | None, str]:
-    """``schema.table`` or ``table`` -> (schema or None, table); ValueError if not identifiers."""
-    parts = value.split(".")
-    if len(parts) > 2 or not all(IDENTIFIER.fullmatch(part) for part in parts):
-        raise ValueError(value)
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def location(dsn: str) -> str:
-    """``host:port/dbname`` of ``dsn``, never its password."""
-    info = conninfo_to_dict(dsn)
-    host = str(info.get("host") or "localhost").split(",")[0]
-    port = str(info.get("port") or "5432").split(",")[0]
-    return f"{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
-
-
-def trigger_name(trigger_id: str) -> str:
-    return f"wasmhost_{trigger_id}"
 
 
 class PostgresType(MappingType):
@@ -185,27 +108,11 @@ class PostgresType(MappingType):
                 conn.execute("SET lock_timeout = '5s'")
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", INSTALL_LOCK)
-                    drop_table_triggers(conn, trigger.id)
-                    if conn.execute("SELECT to_regclass('wasmhost_cdc.positions')").fetchone() != (None,):
-                        conn.execute("DELETE FROM wasmhost_cdc.outbox WHERE trigger_id = %s", (trigger.id,))
-                        conn.execute("DELETE FROM wasmhost_cdc.positions WHERE trigger_id = %s", (trigger.id,))
+                    remove_capture(conn, trigger.id)
         except psycopg.Error as error:
             log.warning(
                 "trigger %s: could not remove its table trigger from %s: %s", trigger.id, _where(trigger), error
             )
-
-
-def drop_table_triggers(conn: psycopg.Connection[Any], trigger_id: str) -> None:
-    """Drop the table trigger of ``trigger_id`` wherever it is (the table may have been renamed)."""
-    name = trigger_name(trigger_id)
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = %s",
-        (name,),
-    ).fetchall()
-    for schema, table in rows:
-        drop = sql.SQL("DROP TRIGGER IF EXISTS {} ON {}.{}")
-        conn.execute(drop.format(sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table)))
 
 
 def _where(trigger: Trigger) -> str:
@@ -216,20 +123,6 @@ def _where(trigger: Trigger) -> str:
 
 
 TYPE = PostgresType()
-
-
-@dataclass
-class Change:
-    """One outbox row."""
-
-    seq: int
-    op: str
-    schema: str
-    table: str
-    old: Any
-    new: Any
-    txid: int
-    changed_at_ms: int
 
 
 class StalePosition(RuntimeError):
@@ -305,70 +198,25 @@ class PostgresRunner(Runner):
             for statement in SCHEMA_SQL:
                 await conn.execute(statement)
             qualified = sql.Identifier(*(p for p in (self.schema, self.table) if p)).as_string(conn)
-            cursor = await conn.execute(
-                "SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p')",
-                (qualified,),
-            )
-            found = await cursor.fetchone()
+            found = await find_table(conn, qualified)
             if found is None:
                 raise LookupError(f"table {self.trigger.config['table']} does not exist in {location(self.dsn)}")
             relid, self.schema = found
-            name = trigger_name(self.trigger.id)
-            tgtype = TGTYPE_ROW | sum(TGTYPE_BITS[e] for e in self.events)
-            cursor = await conn.execute(
-                "SELECT t.tgrelid, t.tgtype, t.tgdeferrable AND t.tginitdeferred, n.nspname, c.relname "
-                "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE t.tgname = %s",
-                (name,),
-            )
-            for rel, kind, deferred, schema, table in await cursor.fetchall():
-                if (rel, kind, deferred) != (relid, tgtype, True):  # another table or other events: recreate
-                    drop = sql.SQL("DROP TRIGGER {} ON {}.{}")  # (constraint triggers have no OR REPLACE)
-                    await conn.execute(drop.format(sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table)))
-            cursor = await conn.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = %s", (name, relid))
-            if await cursor.fetchone() is None:
-                await conn.execute(
-                    sql.SQL(
-                        "CREATE CONSTRAINT TRIGGER {} AFTER {} ON {} DEFERRABLE INITIALLY DEFERRED "
-                        "FOR EACH ROW EXECUTE FUNCTION wasmhost_cdc.capture({})"
-                    ).format(
-                        sql.Identifier(name),
-                        sql.SQL(" OR ").join(sql.SQL(e) for e in self.events),
-                        sql.SQL(qualified),
-                        sql.Literal(self.trigger.id),
-                    )
-                )
-            await conn.execute(
-                "INSERT INTO wasmhost_cdc.positions (trigger_id, last_id) VALUES (%s, 0) ON CONFLICT DO NOTHING",
-                (self.trigger.id,),
-            )
+            await install_table_trigger(conn, self.trigger.id, relid, qualified, self.events)
         return True
 
     async def load_position(self) -> int:
         assert self.conn is not None
-        cursor = await self.conn.execute(
-            "SELECT last_id FROM wasmhost_cdc.positions WHERE trigger_id = %s", (self.trigger.id,)
-        )
-        row = await cursor.fetchone()
-        if row is None:
+        position = await stored_position(self.conn, self.trigger.id)
+        if position is None:
             raise StalePosition(f"trigger {self.trigger.id}: its position was removed")
-        return int(row[0])
+        return position
 
     # --- reading -------------------------------------------------------------------
 
     async def read(self, after: int, limit: int) -> list[Change]:
         assert self.conn is not None
-        cursor = await self.conn.execute(
-            "SELECT id, op, schema_name, table_name, old::text, new::text, txid, "
-            "(extract(epoch FROM changed_at) * 1000)::bigint FROM wasmhost_cdc.outbox "
-            "WHERE trigger_id = %s AND id > %s ORDER BY id LIMIT %s",
-            (self.trigger.id, after, limit),
-        )
-        return [
-            Change(seq, op, schema, table, _json(old), _json(new), txid, at)
-            for seq, op, schema, table, old, new, txid, at in await cursor.fetchall()
-        ]
+        return await read_outbox(self.conn, self.trigger.id, after, limit)
 
     async def wait(self, timeout_s: float) -> None:
         """Until a NOTIFY on this trigger's channel arrives (or one came meanwhile), at most ``timeout_s``."""
@@ -437,18 +285,7 @@ class PostgresRunner(Runner):
         assert self.conn is not None
         if seq <= self.position:
             return
-        # One statement (one transaction, one round trip): the compare-and-set, and the
-        # delete only if it succeeded.
-        cursor = await self.conn.execute(
-            "WITH moved AS (UPDATE wasmhost_cdc.positions SET last_id = %(seq)s, updated_at = now() "
-            "  WHERE trigger_id = %(id)s AND last_id = %(old)s RETURNING 1), "
-            "gone AS (DELETE FROM wasmhost_cdc.outbox WHERE trigger_id = %(id)s AND id <= %(seq)s "
-            "  AND EXISTS (SELECT 1 FROM moved)) "
-            "SELECT count(*) FROM moved",
-            {"seq": seq, "id": self.trigger.id, "old": self.position},
-        )
-        row = await cursor.fetchone()
-        if not row or row[0] != 1:
+        if not await move_position(self.conn, self.trigger.id, self.position, seq):
             raise StalePosition(
                 f"trigger {self.trigger.id}: the position is no longer {self.position} (moved by another runner,"
                 " or the trigger was removed); starting over from the stored one"
@@ -526,12 +363,7 @@ class PostgresRunner(Runner):
         if now - self._reported < REPORT_EVERY_S or self.conn is None:
             return
         self._reported = now
-        cursor = await self.conn.execute(
-            "SELECT count(*) FROM (SELECT FROM wasmhost_cdc.outbox WHERE trigger_id = %s AND id > %s LIMIT %s) AS o",
-            (self.trigger.id, self.position, MAX_BACKLOG_COUNT),
-        )
-        row = await cursor.fetchone()
-        backlog = int(row[0]) if row else 0
+        backlog = await count_backlog(self.conn, self.trigger.id, self.position)
         await asyncio.to_thread(
             self.ctx.report, self.trigger, state="running", position=self.position, backlog=backlog, **self.stats
         )
@@ -561,10 +393,6 @@ def lowest_failure(result: InvocationResult, batch: list[Change]) -> tuple[int |
         lowest = min(lowest, index[identifier])
     message = f"the function reported {len(items)} failed record(s); retrying from sequenceNumber {batch[lowest].seq}"
     return lowest, {**why, "errorMessage": message}
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
 
 
 def _iso(epoch_ms: int) -> str:

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from .errors import InvalidConfig, InvalidName, InvalidRequest
+from ..errors import InvalidConfig, InvalidName, InvalidRequest
 
 #: SQS's limits.
 MAX_RECEIVE = 10
