@@ -191,8 +191,18 @@ def test_records_carry_ids_attributes_and_receive_counts(queue):
         assert record["eventSource"] == "wasmhost:amqp" and record["body"] == '{"n": 1}'
         assert record["eventSourceARN"] == f"arn:wasmhost:amqp:local:127.0.0.1:5672/%2F:queue/{queue}"
         attributes = record["messageAttributes"]
-        assert attributes["tenant"] == {"stringValue": "acme", "dataType": "String"}
-        assert attributes["tries"] == {"stringValue": "3", "dataType": "Number"}
+        assert attributes["tenant"] == {
+            "stringValue": "acme",
+            "dataType": "String",
+            "stringListValues": [],
+            "binaryListValues": [],
+        }
+        assert attributes["tries"] == {
+            "stringValue": "3",
+            "dataType": "Number",
+            "stringListValues": [],
+            "binaryListValues": [],
+        }
         assert attributes["contentType"]["stringValue"] == "application/json"
         assert attributes["routingKey"]["stringValue"] == queue
         assert record["attributes"]["ApproximateReceiveCount"] == "1"

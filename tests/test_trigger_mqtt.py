@@ -207,8 +207,18 @@ def test_records_and_redelivery_of_unacked_messages_for_qos_1_and_2(host, guest,
         assert record["eventSource"] == "wasmhost:mqtt" and record["body"] == "first"
         assert record["eventSourceARN"] == f"arn:wasmhost:mqtt:local:127.0.0.1:1883:client/wasmhost-{one.id}"
         attributes = record["messageAttributes"]
-        assert attributes["topic"] == {"stringValue": f"{topic}/a", "dataType": "String"}
-        assert attributes["qos"] == {"stringValue": "1", "dataType": "Number"}
+        assert attributes["topic"] == {
+            "stringValue": f"{topic}/a",
+            "dataType": "String",
+            "stringListValues": [],
+            "binaryListValues": [],
+        }
+        assert attributes["qos"] == {
+            "stringValue": "1",
+            "dataType": "Number",
+            "stringListValues": [],
+            "binaryListValues": [],
+        }
         assert attributes["retain"]["stringValue"] == "false" and attributes["dup"]["stringValue"] == "false"
         assert attributes["tenant"]["stringValue"] == "acme"
         assert first.id != second.id

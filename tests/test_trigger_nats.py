@@ -194,7 +194,9 @@ def test_records_and_redelivery_at_the_source(host: Host, stream: str, recorder:
     hello, raw = seen["records"]
     assert [hello["messageId"], raw["messageId"]] == ["1", "2"]  # stream sequences
     assert hello["body"] == "hello" and hello["eventSource"] == SOURCE
-    assert hello["messageAttributes"] == {"Trace-Id": {"stringValue": "t-1", "dataType": "String"}}
+    assert hello["messageAttributes"] == {
+        "Trace-Id": {"stringValue": "t-1", "dataType": "String", "stringListValues": [], "binaryListValues": []}
+    }
     assert hello["attributes"]["Subject"] == f"{stream}.greeting"
     assert hello["attributes"]["ApproximateReceiveCount"] == "1"
     assert hello["eventSourceARN"].endswith(f":stream/{stream}:consumer/wasmhost-{trigger.id}")

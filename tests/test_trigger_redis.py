@@ -163,7 +163,12 @@ def test_records_retries_and_restart_at_the_source(host: Host, r: redis.Redis, s
     assert plain["attributes"]["ApproximateReceiveCount"] == "1"
     assert plain["attributes"]["SentTimestamp"] == ids[0].split("-")[0]  # the entry id's milliseconds
     assert json.loads(fields["body"]) == {"order": "42", "item": "tea"}
-    assert fields["messageAttributes"]["order"] == {"stringValue": "42", "dataType": "String"}
+    assert fields["messageAttributes"]["order"] == {
+        "stringValue": "42",
+        "dataType": "String",
+        "stringListValues": [],
+        "binaryListValues": [],
+    }
     assert binary["body"] == "/wA=" and binary["attributes"]["BodyEncoding"] == "base64"
     assert [rec["messageId"] for rec in seen["retry"]] == [ids[0]]
     assert seen["retry"][0]["attributes"]["ApproximateReceiveCount"] == "2"

@@ -17,7 +17,6 @@ and this runner remembers how many times it saw a message fail (by
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import itertools
@@ -33,7 +32,7 @@ from yarl import URL
 
 from ..errors import InvalidConfig
 from .base import TriggerContext
-from .mapping import MappingRunner, MappingType, Message, take
+from .mapping import MappingRunner, MappingType, Message, attribute, take
 from .store import Trigger
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -257,7 +256,7 @@ class AmqpRunner(MappingRunner):
 def message_attributes(delivery: AbstractIncomingMessage, headers: dict[str, Any]) -> dict[str, Any]:
     """SQS-shaped ``messageAttributes``: the message's headers under their own names,
     then its properties (``routingKey``, ``contentType``...), which win a name clash."""
-    attributes = {str(name): _attribute(value) for name, value in headers.items()}
+    attributes = {str(name): attribute(value) for name, value in headers.items()}
     properties = {
         "exchange": delivery.exchange,
         "routingKey": delivery.routing_key,
@@ -276,20 +275,8 @@ def message_attributes(delivery: AbstractIncomingMessage, headers: dict[str, Any
     }
     for name, value in properties.items():
         if value is not None and value != "":
-            attributes[name] = _attribute(value)
+            attributes[name] = attribute(value)
     return attributes
-
-
-def _attribute(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"stringValue": "true" if value else "false", "dataType": "String"}
-    if isinstance(value, (int, float)):
-        return {"stringValue": str(value), "dataType": "Number"}
-    if isinstance(value, (bytes, bytearray)):
-        return {"binaryValue": base64.b64encode(bytes(value)).decode(), "dataType": "Binary"}
-    if isinstance(value, str):
-        return {"stringValue": value, "dataType": "String"}
-    return {"stringValue": str(value), "dataType": "String"}
 
 
 def _fingerprint(delivery: AbstractIncomingMessage) -> str:

@@ -287,7 +287,7 @@ class MappingRunner(Runner):
                 "ApproximateFirstReceiveTimestamp": sent_ms,
                 **message.attributes,
             },
-            "messageAttributes": message.message_attributes,
+            "messageAttributes": {name: lambda_attribute(a) for name, a in message.message_attributes.items()},
             "md5OfBody": hashlib.md5(message.body.encode()).hexdigest(),
             "eventSource": self.event_source,
             "eventSourceARN": self.source_arn(),
@@ -302,6 +302,22 @@ class MappingRunner(Runner):
         if force or now - self._reported >= REPORT_EVERY_S:
             self._reported = now
             self.ctx.report(self.trigger, state="running", **self.stats)
+
+
+def attribute(value: Any) -> dict[str, Any]:
+    """A header or property as an SQS message attribute (``{"stringValue"|"binaryValue", "dataType"}``)."""
+    if isinstance(value, bool):
+        return {"stringValue": "true" if value else "false", "dataType": "String"}
+    if isinstance(value, (int, float)):
+        return {"stringValue": str(value), "dataType": "Number"}
+    if isinstance(value, (bytes, bytearray)):
+        return {"binaryValue": base64.b64encode(bytes(value)).decode(), "dataType": "Binary"}
+    return {"stringValue": str(value), "dataType": "String"}
+
+
+def lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """A message attribute as Lambda's SQS records show it (the list fields always there)."""
+    return {"stringListValues": [], "binaryListValues": [], **value}
 
 
 async def take(inbox: asyncio.Queue[Any], max_items: int, wait_s: float) -> list[Any]:

@@ -28,7 +28,6 @@ every PUBREL, also one left over from before a crash.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import threading
@@ -46,7 +45,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..errors import InvalidConfig, ResourceConflict
 from .base import TriggerContext, log
-from .mapping import MappingRunner, MappingType, Message, take
+from .mapping import MappingRunner, MappingType, Message, attribute, take
 from .store import Trigger
 
 DEFAULT_HOST = "127.0.0.1"
@@ -301,19 +300,19 @@ class _Link:
         attributes: dict[str, Any] = {}
         properties = getattr(delivery, "properties", None)
         for name, value in getattr(properties, "UserProperty", None) or []:
-            attributes[str(name)] = _attribute(value)
-        for name, attribute in (
+            attributes[str(name)] = attribute(value)
+        for name, key in (
             ("ContentType", "contentType"),
             ("ResponseTopic", "responseTopic"),
             ("CorrelationData", "correlationData"),
         ):
             value = getattr(properties, name, None)
             if value is not None:
-                attributes[attribute] = _attribute(value)
-        attributes["topic"] = _attribute(delivery.topic)
-        attributes["qos"] = _attribute(qos)
-        attributes["retain"] = _attribute(bool(delivery.retain))
-        attributes["dup"] = _attribute(bool(delivery.dup))
+                attributes[key] = attribute(value)
+        attributes["topic"] = attribute(delivery.topic)
+        attributes["qos"] = attribute(qos)
+        attributes["retain"] = attribute(bool(delivery.retain))
+        attributes["dup"] = attribute(bool(delivery.dup))
         message = Message.from_bytes(
             f"{link.session}-{next(link.ids)}",
             delivery.payload,
@@ -439,16 +438,6 @@ def topic_filter_problem(topic: str) -> str | None:
         if "+" in level and level != "+":
             return "+ must be a whole level"
     return None
-
-
-def _attribute(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"stringValue": "true" if value else "false", "dataType": "String"}
-    if isinstance(value, int):
-        return {"stringValue": str(value), "dataType": "Number"}
-    if isinstance(value, (bytes, bytearray)):
-        return {"binaryValue": base64.b64encode(bytes(value)).decode(), "dataType": "Binary"}
-    return {"stringValue": str(value), "dataType": "String"}
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

@@ -186,13 +186,8 @@ def _message(received: ReceivedMessage) -> Message:
         receive_count=received.receive_count,
         sent_at=received.sent_at,
         attributes=received.attributes(),
-        message_attributes={name: _lambda_attribute(value) for name, value in received.message_attributes.items()},
+        message_attributes=dict(received.message_attributes),
     )
-
-
-def _lambda_attribute(value: dict[str, str]) -> dict[str, Any]:
-    """A message attribute as Lambda's SQS records show it."""
-    return {**value, "stringListValues": [], "binaryListValues": []}
 
 
 def _first(refused: dict[str, str]) -> str:
