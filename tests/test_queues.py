@@ -1,4 +1,4 @@
-"""The embedded durable queue (wasmhost/queues.py): SQS's semantics one by one, its HTTP API
+"""The embedded durable queue (wasmhost/queues/): SQS's semantics one by one, its HTTP API
 through a real server, and the ``wasmhost queue`` commands."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ type          module                   event
 ``http``      ``http_routes.py``       API Gateway HTTP API, payload format 2.0
 ``schedule``  ``schedule.py``          EventBridge ``Scheduled Event``
 ``bucket``    ``bucket.py``            S3 notification (``Records[].s3``)
-``queue``     ``queue.py``             SQS batch, embedded queue (``queues.py``)
+``queue``     ``queue.py``             SQS batch, embedded queue (``queues/``)
 ``redis``     ``redis_streams.py``     SQS-shaped batch from a Redis Stream group
 ``nats``      ``nats_jetstream.py``    SQS-shaped batch from a JetStream consumer
 ``amqp``      ``amqp.py``              SQS-shaped batch from a RabbitMQ queue
