@@ -149,6 +149,9 @@ class TriggerSupervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                with contextlib.suppress(Exception):
+                    if await asyncio.to_thread(self.ctx.store.get, trigger.id) is None:
+                        return  # deleted meanwhile (its cleanup may have cut the connection): no error
                 if time.monotonic() - started > 60:
                     failures = 0
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
