@@ -26,6 +26,7 @@ from wasmhost.triggers.store import Trigger
 from .conftest import ServerThread
 from .triggers_support import (
     ServeProcess,
+    batches,
     deploy_cached,
     log_lines,
     processed,
@@ -105,17 +106,6 @@ def data_dir(seeded: Path, tmp_path: Path) -> Path:
     """A copy of ``seeded`` for one test."""
     shutil.copytree(seeded, tmp_path / "data")
     return tmp_path / "data"
-
-
-def batches(host: Host, function: str) -> list[list[str]]:
-    """Per invocation, the records the recorder saw (``processed BODY`` / ``failed BODY``)."""
-    by_request: dict[str, list[str]] = {}
-    for entry in host.logs(function, limit=10000):
-        for line in entry["message"].splitlines():
-            kind, _, rest = line.partition(" ")
-            if kind in ("processed", "failed"):
-                by_request.setdefault(entry["request_id"], []).append(f"{kind} {rest.partition(' ')[2]}")
-    return list(by_request.values())
 
 
 def amqp_trigger(queue: str, **fields: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from wasmhost.triggers.store import TriggerStore
 from .conftest import ServerThread
 from .triggers_support import (
     ServeProcess,
+    batches,
     deploy_cached,
     log_lines,
     processed,
@@ -120,17 +121,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def data_dir(seeded: Path, tmp_path: Path) -> Path:
     shutil.copytree(seeded, tmp_path / "data")
     return tmp_path / "data"
-
-
-def batches(host: Host, function: str) -> list[list[str]]:
-    """Per invocation, the records the recorder saw (``processed BODY`` / ``failed BODY``)."""
-    by_request: dict[str, list[str]] = {}
-    for entry in host.logs(function, limit=10000):
-        for line in entry["message"].splitlines():
-            kind, _, rest = line.partition(" ")
-            if kind in ("processed", "failed"):
-                by_request.setdefault(entry["request_id"], []).append(f"{kind} {rest.partition(' ')[2]}")
-    return list(by_request.values())
 
 
 def client_id(trigger: Any) -> str:

@@ -26,6 +26,7 @@ from wasmhost.triggers.store import Trigger
 from .conftest import ServerThread, free_port
 from .triggers_support import (
     ServeProcess,
+    batches,
     deploy_cached,
     log_lines,
     processed,
@@ -111,15 +112,6 @@ def recorder(host: Host) -> Iterator[str]:
     deploy_cached(host, name, recorder_wasm(), FunctionConfig(timeout_ms=30000))
     yield name
     host.delete(name)
-
-
-def batches(host: Host, function: str) -> list[list[str]]:
-    by_request: dict[str, list[str]] = {}
-    for entry in host.logs(function, limit=10000):
-        for line in entry["message"].splitlines():
-            if line.startswith(f"processed {SOURCE} "):
-                by_request.setdefault(entry["request_id"], []).append(line.split(" ", 2)[2])
-    return list(by_request.values())
 
 
 def spec(stream: str, **fields: Any) -> dict[str, Any]:
@@ -222,7 +214,7 @@ def test_batches_of_batch_size_and_the_batching_window(host: Host, stream: str, 
         publish(f"{stream}.w", ["w1"])  # within the window opened by w0: the same batch
         wait_for(lambda: len(processed(host, recorder, SOURCE)) == 9, 30, "the last 2 messages")
         wait_for(lambda: consumer_state(stream, durable) == (0, 0), 10, "nothing pending")
-    found = batches(host, recorder)
+    found = batches(host, recorder, outcomes=("processed",), with_outcome=False)
     assert [len(batch) for batch in found[:3]] == [3, 3, 1] and found[3] == ["w0", "w1"]
     assert sum(found, []) == [f"b{i}" for i in range(7)] + ["w0", "w1"]
     host.delete_trigger(recorder, trigger.id)

@@ -21,7 +21,7 @@ from wasmhost.triggers import TriggerContext
 from wasmhost.triggers.queue import TYPE, VISIBILITY_MARGIN_S, QueueRunner
 
 from .conftest import ServerThread
-from .triggers_support import ServeProcess, deploy_cached, log_lines, processed, recorder_wasm, wait_for
+from .triggers_support import ServeProcess, batches, deploy_cached, log_lines, processed, recorder_wasm, wait_for
 
 SOURCE = "aws:sqs"
 
@@ -55,16 +55,6 @@ def deploy(host: Host, code: bytes, prefix: str = "rec", **config) -> str:
     name = unique(prefix)
     host.deploy(name, code, FunctionConfig(**{"timeout_ms": 3000, **config}))
     return name
-
-
-def batches(host: Host, function: str) -> list[list[str]]:
-    """Bodies per invocation, in the order the invocations ran."""
-    by_request: dict[str, list[str]] = {}
-    for entry in host.logs(function, limit=10000):
-        for line in entry["message"].splitlines():
-            if line.startswith(("processed ", "failed ")):
-                by_request.setdefault(entry["request_id"], []).append(line.split(" ", 2)[2])
-    return list(by_request.values())
 
 
 def empty(host: Host, queue: str) -> bool:
@@ -217,14 +207,14 @@ def test_batches_of_batch_size_within_the_batching_window(host, recorder):
                 host.queues.send(queues[windowed], body)
                 time.sleep(0.2)
             assert host.queues.attributes(queues[windowed])["approximate_number_of_messages_not_visible"] == 3
-            assert batches(host, windowed) == []  # the window is not over yet
+            assert batches(host, windowed, with_outcome=False) == []  # the window is not over yet
             wait_for(lambda: len(processed(host, small, SOURCE)) == 25, 20, "25 messages in batches of 10")
             wait_for(lambda: len(processed(host, large, SOURCE)) == 25, 20, "25 messages in one batch")
             wait_for(lambda: len(processed(host, windowed, SOURCE)) == 3, 20, "the windowed batch")
             wait_for(lambda: all(empty(host, q) for q in queues.values()), 10, "empty queues")
-        assert [len(b) for b in batches(host, small)] == [10, 10, 5]
-        assert batches(host, large) == [[f"m{i}" for i in range(25)]]
-        assert batches(host, windowed) == [["w1", "w2", "w3"]]
+        assert [len(b) for b in batches(host, small, with_outcome=False)] == [10, 10, 5]
+        assert batches(host, large, with_outcome=False) == [[f"m{i}" for i in range(25)]]
+        assert batches(host, windowed, with_outcome=False) == [["w1", "w2", "w3"]]
     finally:
         for function, queue in queues.items():
             host.delete(function)
@@ -251,7 +241,7 @@ def test_partial_failure_redelivers_only_the_failed_message(host, recorder):
             wait_for(lambda: empty(host, queue), 10, "an empty queue")
         assert Counter(processed(host, function, SOURCE)) == {"good1": 1, "good2": 1, "bad": 1}
         # Redeliveries were received again from the queue: their receive count grew (one batch each).
-        assert all(batch == ["bad"] for batch in batches(host, function)[1:])
+        assert all(batch == ["bad"] for batch in batches(host, function, with_outcome=False)[1:])
     finally:
         host.delete(function)
         host.queues.delete_queue(queue)

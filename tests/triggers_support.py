@@ -93,6 +93,21 @@ def processed(host: Host, function: str, source: str | None = None) -> list[str]
     return bodies
 
 
+def batches(
+    host: Host, function: str, *, outcomes: tuple[str, ...] = ("processed", "failed"), with_outcome: bool = True
+) -> list[list[str]]:
+    """Per invocation of the recorder, in order, its records: ``"processed BODY"`` /
+    ``"failed BODY"`` (only ``BODY`` without ``with_outcome``), for the given outcomes."""
+    by_request: dict[str, list[str]] = {}
+    for entry in host.logs(function, limit=10000):
+        for line in entry["message"].splitlines():
+            outcome, _, rest = line.partition(" ")
+            if outcome in outcomes:
+                body = rest.partition(" ")[2]
+                by_request.setdefault(entry["request_id"], []).append(f"{outcome} {body}" if with_outcome else body)
+    return list(by_request.values())
+
+
 def require_service(port: int, name: str) -> None:
     """Skip (fail under CI=true) unless something listens on localhost:``port``."""
     try:
