@@ -247,8 +247,7 @@ done:
 
 /*
  * The epoch ticker: one native thread that sleeps to the next multiple of the
- * period (absolute CLOCK_MONOTONIC deadlines, so ticks do not drift; never a
- * burst of missed ticks, so the epoch never runs ahead of the clock) and
+ * period (absolute CLOCK_MONOTONIC deadlines, so ticks do not drift) and
  * advances the engine's epoch. No GIL, no thread per tick (glibc's SIGEV_THREAD
  * timers start a new thread for every expiry, which cost ~6% of HTTP
  * throughput at a 2 ms period).
@@ -260,7 +259,10 @@ typedef struct {
     pthread_cond_t wake;
     int stop;
     pthread_t thread;
+    long long next_ns; /* when the next tick is due (CLOCK_MONOTONIC ns); read by ticker_overdue */
 } ticker_t;
+
+static long long ts_ns(const struct timespec *t) { return (long long)t->tv_sec * 1000000000LL + t->tv_nsec; }
 
 static void add_ns(struct timespec *t, long ns) {
     t->tv_nsec += ns;
@@ -274,6 +276,7 @@ static void *ticker_main(void *arg) {
     ticker_t *t = arg;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
+    __atomic_store_n(&t->next_ns, ts_ns(&next) + t->period_ns, __ATOMIC_RELAXED);
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
         add_ns(&next, t->period_ns);
@@ -283,12 +286,8 @@ static void *ticker_main(void *arg) {
         engine_increment_epoch(t->engine);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        /* Late by more than a period (a stalled thread, a suspend): start the grid again
-         * from now rather than firing the missed ticks in a burst. A burst would advance
-         * the epoch faster than the clock and stop a guest that started during the stall
-         * before its deadline; small lateness keeps the grid, so ticks do not drift. */
-        long long late_ns = (long long)(now.tv_sec - next.tv_sec) * 1000000000LL + (now.tv_nsec - next.tv_nsec);
-        if (late_ns > t->period_ns) next = now;
+        if (now.tv_sec > next.tv_sec + 1) next = now; /* after a suspend: no burst of catch-up ticks */
+        __atomic_store_n(&t->next_ns, ts_ns(&next) + t->period_ns, __ATOMIC_RELAXED); /* the next tick's due time */
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
@@ -318,6 +317,19 @@ static PyObject *fp_ticker_start(PyObject *self, PyObject *args) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)t);
+}
+
+/* ticker_overdue(handle) -> int: ticks due by now that the (stalled) thread has not made
+ * yet. It makes them in a burst when it runs again, so a deadline set now must add them,
+ * or a guest that starts during a stall would be stopped early. */
+static PyObject *fp_ticker_overdue(PyObject *self, PyObject *args) {
+    unsigned long long handle;
+    if (!PyArg_ParseTuple(args, "K", &handle)) return NULL;
+    ticker_t *t = (ticker_t *)(uintptr_t)handle;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long late = ts_ns(&now) - __atomic_load_n(&t->next_ns, __ATOMIC_RELAXED);
+    return PyLong_FromLongLong(late < 0 ? 0 : late / t->period_ns + 1);
 }
 
 /* ticker_stop(handle): stop and join the thread; no tick happens after it returns. */
@@ -496,6 +508,7 @@ static PyMethodDef methods[] = {
     {"run", fp_run, METH_VARARGS, "Run one invocation of a core-module guest (see the C source)."},
     {"ticker_start", fp_ticker_start, METH_VARARGS, "ticker_start(engine, period_ns) -> handle."},
     {"ticker_stop", fp_ticker_stop, METH_VARARGS, "ticker_stop(handle): stop and join the ticker thread."},
+    {"ticker_overdue", fp_ticker_overdue, METH_VARARGS, "ticker_overdue(handle) -> ticks due but not made yet."},
     {NULL, NULL, 0, NULL},
 };
 

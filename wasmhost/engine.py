@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import importlib.metadata
 import math
@@ -45,6 +46,11 @@ TABLE_KEEP_RESIDENT = 4096
 """Bytes of each table slot reset in place (512 entries); beyond them, returned to the kernel."""
 
 
+def _none_overdue() -> int:
+    """Tickers that never burst (a POSIX timer, the Python thread) owe no ticks."""
+    return 0
+
+
 class EpochTicker:
     """Advances the engine's epoch every ``period_ms`` from a native thread.
 
@@ -68,6 +74,7 @@ class EpochTicker:
         self._finalizer: weakref.finalize | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._overdue: Callable[[], int] = _none_overdue
         # WASMHOST_TICKER names one kind, for measuring them against each other (bench/README.md).
         wanted = os.environ.get("WASMHOST_TICKER", "")
         self.kind = "python-thread"
@@ -85,6 +92,7 @@ class EpochTicker:
             return False
         engine_ptr = ctypes.cast(engine.ptr(), ctypes.c_void_p).value or 0
         handle = fastpath.ticker_start(engine_ptr, int(period_ms * 1_000_000))
+        self._overdue = functools.partial(fastpath.ticker_overdue, handle)
         # The thread is joined before the engine can be freed (the finalizer
         # holds the engine), whether the owner calls close() or not.
         self._finalizer = weakref.finalize(self, _stop_thread, fastpath, handle, engine)
@@ -125,12 +133,15 @@ class EpochTicker:
 
         Never early: the next tick may come at once, and the current one may
         not have landed yet (timer threads start with some jitter), so two
-        ticks are added. Guests stop 1–2 ticks after their deadline.
+        ticks are added; and ticks a stalled ticker thread still owes (it makes
+        them in a burst, to keep its grid) are added too. Guests stop 1–2 ticks
+        after their deadline.
         """
-        return math.ceil(timeout_ms / self.period_ms) + 2
+        return math.ceil(timeout_ms / self.period_ms) + 2 + self._overdue()
 
     def close(self) -> None:
         """Stop ticking. Idempotent. Waits out a tick already in flight."""
+        self._overdue = _none_overdue  # the native handle is freed below
         if self._finalizer is not None:
             self._finalizer()
         self._stop.set()
