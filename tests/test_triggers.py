@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from wasmhost import FunctionConfig, Host
 from wasmhost.build.project import Project
 from wasmhost.cli import main as cli
-from wasmhost.errors import FunctionError, InvalidConfig, TriggerNotFound
+from wasmhost.errors import FunctionError, InvalidConfig, SecretsUnavailable, TriggerNotFound
 from wasmhost.result import InvocationResult
 from wasmhost.triggers import TYPES, validate
 from wasmhost.triggers.mapping import Message, failed_items
@@ -315,3 +315,20 @@ def test_deploying_a_project_keeps_its_file_triggers_in_step(tmp_path):
     second = runner.invoke(cli, [*base, "deploy", "fn", str(project)])
     assert second.exit_code == 0, second.output
     assert json.loads(second.stdout)["triggers"] == [], "a file without [[triggers]] declares none"
+
+
+def test_passwords_in_trigger_fields_are_encrypted_at_rest(tmp_path, guest, monkeypatch):
+    data = tmp_path / "data"
+    url = "amqp://app:s3cr3t-pw@127.0.0.1:1/"
+    with Host(data) as host:
+        host.deploy("echo", guest("echo"))
+        trigger = host.add_trigger("echo", {"type": "amqp", "url": url, "queue": "q"})
+    stored = b"".join(path.read_bytes() for path in data.glob("triggers.db*"))
+    assert b"s3cr3t-pw" not in stored and b"amqp://" not in stored, "the URL is not on disk in clear"
+    with Host(data) as again:
+        assert again.get_trigger("echo", trigger.id).config["url"] == url, "the runner gets it back"
+        assert again.get_trigger("echo", trigger.id).to_dict()["url"] == "amqp://app:****@127.0.0.1:1/"
+    monkeypatch.setenv("WASMHOST_SECRET_KEY", "not the key it was stored with")
+    with Host(data) as wrong_key, pytest.raises(SecretsUnavailable) as caught:
+        wrong_key.triggers("echo")
+    assert "cannot decrypt field url of trigger" in caught.value.message

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .config import HostConfig
 from .errors import ResourceConflict, TriggerNotFound
 from .registry import SqliteRegistry
+from .secretbox import SecretBox
 from .triggers import Trigger, TriggerContext, TriggerStore, trigger_type, validate
 from .triggers.supervisor import TriggerSupervisor
 
@@ -47,7 +48,8 @@ class TriggersMixin:
         if self._trigger_store is None:
             with _OPENING:
                 if self._trigger_store is None:
-                    self._trigger_store = TriggerStore(Path(self.config.data_dir) / "triggers.db")
+                    root = Path(self.config.data_dir)
+                    self._trigger_store = TriggerStore(root / "triggers.db", secrets=SecretBox(root))
         return self._trigger_store
 
     @property

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from ..secretbox import PREFIX as SEALED
+from ..secretbox import SecretBox
 from ..sqlitedb import connect, immediate
 
 SCHEMA = """
@@ -102,8 +104,10 @@ def new_trigger_id() -> str:
 class TriggerStore:
     """The trigger table and per-trigger state. Thread-safe; ``close`` is idempotent."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0, secrets: SecretBox | None = None) -> None:
         self.path = path
+        #: Encrypts field values that carry a password (a broker URL, a DSN) at rest; None: stored as given.
+        self.secrets = secrets
         self._conn = connect(path, busy_timeout_s, "FULL")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
@@ -130,7 +134,7 @@ class TriggerStore:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO triggers (id, function, type, config, origin, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (trigger.id, function, type_, orjson.dumps(config).decode(), origin, trigger.created_at),
+                (trigger.id, function, type_, orjson.dumps(self._sealed(config)).decode(), origin, trigger.created_at),
             )
             self._bump(conn)
         return trigger
@@ -149,7 +153,7 @@ class TriggerStore:
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY created_at, id", params).fetchall()
             states = self._states([row[0] for row in rows])
-        return [_trigger(row, states.get(row[0], {})) for row in rows]
+        return [self._trigger(row, states.get(row[0], {})) for row in rows]
 
     def get(self, trigger_id: str) -> Trigger | None:
         with self._lock:
@@ -157,7 +161,7 @@ class TriggerStore:
                 "SELECT id, function, type, config, created_at, origin FROM triggers WHERE id = ?", (trigger_id,)
             ).fetchone()
             states = self._states([trigger_id]) if row else {}
-        return _trigger(row, states.get(trigger_id, {})) if row else None
+        return self._trigger(row, states.get(trigger_id, {})) if row else None
 
     def delete(self, trigger_id: str) -> bool:
         with self._write() as conn:
@@ -218,6 +222,23 @@ class TriggerStore:
             )
         return True
 
+    def _sealed(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` as stored: a string that holds a password is encrypted (``enc:…``)."""
+        if self.secrets is None:
+            return config
+        box = self.secrets
+        return {k: box.encrypt(v) if isinstance(v, str) and mask_password(v) != v else v for k, v in config.items()}
+
+    def _trigger(self, row: tuple[Any, ...], status: dict[str, Any]) -> Trigger:
+        trigger_id, function, type_, stored, created_at, origin = row
+        config = orjson.loads(stored)
+        if self.secrets is not None:
+            box = self.secrets
+            for key, value in config.items():
+                if isinstance(value, str) and value.startswith(SEALED):
+                    config[key] = box.decrypt(value, f"field {key} of trigger {trigger_id}")
+        return Trigger(trigger_id, function, type_, config, created_at, origin, status)
+
     def _states(self, ids: builtins.list[str]) -> dict[str, dict[str, Any]]:
         """``status`` entries (key ``status``) of these triggers; caller holds the lock."""
         if not ids:
@@ -227,8 +248,3 @@ class TriggerStore:
             f"SELECT trigger_id, value FROM state WHERE key = 'status' AND trigger_id IN ({marks})", ids
         ).fetchall()
         return {trigger_id: orjson.loads(value) for trigger_id, value in rows}
-
-
-def _trigger(row: tuple[Any, ...], status: dict[str, Any]) -> Trigger:
-    trigger_id, function, type_, config, created_at, origin = row
-    return Trigger(trigger_id, function, type_, orjson.loads(config), created_at, origin, status)
