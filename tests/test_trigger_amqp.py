@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import aio_pika
 import aiormq
 import pytest
 
-from wasmhost import FunctionConfig, Host
+from wasmhost import Host
 from wasmhost.errors import InvalidConfig
 from wasmhost.triggers import TriggerContext, validate
 from wasmhost.triggers.amqp import TYPE as AMQP_TYPE
@@ -27,10 +26,10 @@ from .conftest import ServerThread
 from .triggers_support import (
     ServeProcess,
     batches,
-    deploy_cached,
+    copy_seed,
     log_lines,
     processed,
-    recorder_wasm,
+    recorder_seed,
     require_service,
     wait_for,
 )
@@ -93,19 +92,12 @@ def queue() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory with the recorder deployed as ``rec``, made once per test session
-    (compiling it takes ~10 s) and shared by the amqp and mqtt test modules."""
-    data = tmp_path_factory.getbasetemp() / "recorder-seed" / "data"
-    if not data.exists():
-        with Host(data) as host:
-            deploy_cached(host, "rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
-    return data
+    """The recorder deployed once per session, shared with the other mapping tests."""
+    return recorder_seed(tmp_path_factory.getbasetemp())
 
 
 def data_dir(seeded: Path, tmp_path: Path) -> Path:
-    """A copy of ``seeded`` for one test."""
-    shutil.copytree(seeded, tmp_path / "data")
-    return tmp_path / "data"
+    return copy_seed(seeded, tmp_path)
 
 
 def amqp_trigger(queue: str, **fields: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from wasmhost import FunctionConfig, Host
+from wasmhost import Host
 from wasmhost.errors import InvalidConfig, ResourceConflict
 from wasmhost.triggers import TriggerContext, validate
 from wasmhost.triggers.mqtt import MqttRunner, client_id_of, end_session
@@ -31,10 +30,10 @@ from .conftest import ServerThread
 from .triggers_support import (
     ServeProcess,
     batches,
-    deploy_cached,
+    copy_seed,
     log_lines,
     processed,
-    recorder_wasm,
+    recorder_seed,
     require_service,
     wait_for,
 )
@@ -109,18 +108,12 @@ def topic() -> str:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory with the recorder deployed as ``rec``, made once per test session
-    (compiling it takes ~10 s) and shared by the amqp and mqtt test modules."""
-    data = tmp_path_factory.getbasetemp() / "recorder-seed" / "data"
-    if not data.exists():
-        with Host(data) as host:
-            deploy_cached(host, "rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
-    return data
+    """The recorder deployed once per session, shared with the other mapping tests."""
+    return recorder_seed(tmp_path_factory.getbasetemp())
 
 
 def data_dir(seeded: Path, tmp_path: Path) -> Path:
-    shutil.copytree(seeded, tmp_path / "data")
-    return tmp_path / "data"
+    return copy_seed(seeded, tmp_path)
 
 
 def client_id(trigger: Any) -> str:

@@ -73,6 +73,22 @@ def deploy_recorder(host: Host, name: str = "recorder", config: FunctionConfig |
     deploy_cached(host, name, built.path.read_bytes(), config or built.project.config())
 
 
+def recorder_seed(base: Path) -> Path:
+    """A data directory under ``base`` with the recorder deployed as ``rec`` (timeout 10 s),
+    made once and shared by the test modules that copy it (``copy_seed``)."""
+    data = base / "recorder-seed" / "data"
+    if not data.exists():
+        with Host(data) as host:
+            deploy_cached(host, "rec", recorder_wasm(), FunctionConfig(timeout_ms=10_000))
+    return data
+
+
+def copy_seed(seed: Path, tmp_path: Path) -> Path:
+    """A copy of ``seed`` for one test."""
+    shutil.copytree(seed, tmp_path / "data")
+    return tmp_path / "data"
+
+
 def log_lines(host: Host, function: str, prefix: str = "") -> list[str]:
     """Guest output lines of ``function`` stored by the host, oldest first (after ``prefix``)."""
     lines = []
